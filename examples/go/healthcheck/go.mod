@@ -1,0 +1,3 @@
+module example.com/healthcheck
+
+go 1.22

@@ -1,0 +1,3 @@
+module example.com/pprofagent
+
+go 1.22

@@ -1,0 +1,349 @@
+//! Writing the bundle: [`write_bundle`] streams the plan's entries, in order, through
+//! deterministic tar headers into zstd (multi-threaded, with frame checksums), gzip or plain tar,
+//! into a temporary file beside the output that is renamed into place only when complete.
+
+pub mod header;
+pub mod read;
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tar::EntryType;
+
+use crate::error::{Error, Result};
+use crate::plan::{Body, Plan};
+use crate::progress::Reporter;
+use crate::relocate::Edit;
+use crate::scan::EntryKind;
+use crate::scan::content::{CHUNK, read_full};
+use header::{Member, write_header, write_padding};
+
+/// The archive formats gopack writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Format {
+    /// zstd-compressed tar (the default).
+    TarZst,
+    /// gzip-compressed tar, for tools that only take gz (Spark/YARN).
+    TarGz,
+    /// Uncompressed tar.
+    Tar,
+}
+
+impl Format {
+    /// Chooses the format from a name (`tar.zst`, `tzst`, `tar.gz`, `tgz`, `tar`).
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name.trim_start_matches('.') {
+            "tar.zst" | "tzst" | "zst" => Some(Format::TarZst),
+            "tar.gz" | "tgz" | "gz" => Some(Format::TarGz),
+            "tar" => Some(Format::Tar),
+            _ => None,
+        }
+    }
+
+    /// Chooses the format from the output file's extension.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_str()?;
+        [".tar.zst", ".tzst", ".tar.gz", ".tgz", ".tar"]
+            .iter()
+            .find(|ext| name.ends_with(*ext))
+            .and_then(|ext| Format::from_name(ext))
+    }
+
+    /// The usual extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::TarZst => "tar.zst",
+            Format::TarGz => "tar.gz",
+            Format::Tar => "tar",
+        }
+    }
+}
+
+/// How the bundle is written.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// Archive format.
+    pub format: Format,
+    /// Compression level (zstd 1–22, gzip 1–9).
+    pub level: i32,
+    /// Compression threads (zstd).
+    pub threads: u32,
+    /// Directory inside the archive that holds the environment.
+    pub arcroot: Option<Vec<u8>>,
+    /// Overwrite an existing output.
+    pub force: bool,
+}
+
+/// What [`write_bundle`] wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Written {
+    /// The output file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Archive members written.
+    pub members: u64,
+    /// Uncompressed content bytes.
+    pub content_bytes: u64,
+}
+
+enum Encoder {
+    Zstd(zstd::Encoder<'static, BufWriter<File>>),
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+    Plain(BufWriter<File>),
+}
+
+impl Write for Encoder {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Encoder::Zstd(e) => e.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Plain(e) => e.write(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Encoder::Zstd(e) => e.write_all(buf),
+            Encoder::Gzip(e) => e.write_all(buf),
+            Encoder::Plain(e) => e.write_all(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Encoder::Zstd(e) => e.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Plain(e) => e.flush(),
+        }
+    }
+}
+
+impl Encoder {
+    fn new(file: File, options: &WriteOptions) -> std::io::Result<Encoder> {
+        let sink = BufWriter::with_capacity(1 << 20, file);
+        Ok(match options.format {
+            Format::TarZst => {
+                let mut encoder = zstd::Encoder::new(sink, options.level)?;
+                encoder.include_checksum(true)?;
+                // At least one worker even for one thread: zstd's output then does not depend
+                // on the thread count, so bundles are the same bytes on every machine.
+                encoder.multithread(options.threads.max(1))?;
+                Encoder::Zstd(encoder)
+            }
+            Format::TarGz => Encoder::Gzip(flate2::GzBuilder::new().mtime(0).write(
+                sink,
+                flate2::Compression::new(options.level.clamp(0, 9) as u32),
+            )),
+            Format::Tar => Encoder::Plain(sink),
+        })
+    }
+
+    fn finish(self) -> std::io::Result<File> {
+        let sink = match self {
+            Encoder::Zstd(e) => e.finish()?,
+            Encoder::Gzip(e) => e.finish()?,
+            Encoder::Plain(e) => e,
+        };
+        sink.into_inner().map_err(|err| err.into_error())
+    }
+}
+
+/// Checks that the output can be written, before any work: its directory exists and it does
+/// not exist unless `force`.
+///
+/// # Errors
+/// [`Error::OutputExists`], [`Error::OutputDirMissing`].
+pub fn check_output(output: &Path, force: bool) -> Result<()> {
+    let dir = output_dir(output);
+    if !dir.is_dir() {
+        return Err(Error::OutputDirMissing { path: dir });
+    }
+    if !force && std::fs::symlink_metadata(output).is_ok() {
+        return Err(Error::OutputExists {
+            path: output.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+fn output_dir(output: &Path) -> PathBuf {
+    match output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Writes the bundle for `plan`; `extra` members (gopack's metadata and scripts) are already
+/// part of the plan's entries. Nothing is left behind on error or cancellation.
+///
+/// # Errors
+/// I/O errors naming the file, [`Error::ChangedDuringPack`], [`Error::Interrupted`].
+pub fn write_bundle(
+    plan: &Plan,
+    output: &Path,
+    options: &WriteOptions,
+    cancel: &AtomicBool,
+    reporter: &dyn Reporter,
+) -> Result<Written> {
+    check_output(output, options.force)?;
+    reporter.stage("writing");
+    let dir = output_dir(output);
+    let temp = tempfile::Builder::new()
+        .prefix(".gopack-partial-")
+        .tempfile_in(&dir)
+        .map_err(|source| {
+            Error::io(
+                format!("cannot create a temporary file in `{}`", dir.display()),
+                source,
+            )
+        })?;
+    let write_error = |source| Error::io(format!("cannot write `{}`", output.display()), source);
+    let file = temp.as_file().try_clone().map_err(write_error)?;
+    let mut out = Encoder::new(file, options).map_err(write_error)?;
+    let mut buffer = vec![0u8; CHUNK];
+    let mut members = 0;
+    let mut content_bytes = 0;
+    for planned in &plan.entries {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let entry = &planned.entry;
+        let path = with_root(options.arcroot.as_deref(), &entry.path);
+        let (entry_type, link) = match &entry.kind {
+            EntryKind::Dir => (EntryType::Directory, None),
+            EntryKind::File => (EntryType::Regular, None),
+            EntryKind::HardLink { target } => (
+                EntryType::Link,
+                Some(with_root(options.arcroot.as_deref(), target)),
+            ),
+            EntryKind::Symlink { target } => (EntryType::Symlink, Some(target.clone())),
+        };
+        let size = planned.packed_size();
+        let member = Member {
+            path: &path,
+            entry_type,
+            mode: entry.mode,
+            mtime: entry.mtime,
+            size,
+            link: link.as_deref(),
+        };
+        write_header(&mut out, &member).map_err(write_error)?;
+        match &planned.body {
+            Body::None => {}
+            Body::Generated(bytes) => out.write_all(bytes).map_err(write_error)?,
+            Body::Disk { edit, .. } => {
+                let source = entry.absolute(&plan.prefix);
+                copy_file(
+                    &source,
+                    entry,
+                    edit,
+                    &mut out,
+                    &mut buffer,
+                    cancel,
+                    reporter,
+                    write_error,
+                )?;
+            }
+        }
+        write_padding(&mut out, size).map_err(write_error)?;
+        members += 1;
+        content_bytes += size;
+    }
+    // Two zero blocks end a tar archive.
+    out.write_all(&[0u8; 1024]).map_err(write_error)?;
+    let file = out.finish().map_err(write_error)?;
+    file.sync_all().map_err(write_error)?;
+    let size = file.metadata().map_err(write_error)?.len();
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(write_error)?;
+    let persisted = if options.force {
+        temp.persist(output).map_err(|err| err.error)
+    } else {
+        temp.persist_noclobber(output).map_err(|err| err.error)
+    };
+    persisted.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::OutputExists {
+                path: output.to_path_buf(),
+            }
+        } else {
+            write_error(source)
+        }
+    })?;
+    Ok(Written {
+        path: output.to_path_buf(),
+        size,
+        members,
+        content_bytes,
+    })
+}
+
+fn with_root(root: Option<&[u8]>, path: &[u8]) -> Vec<u8> {
+    match root {
+        Some(root) if !root.is_empty() => [root, b"/", path].concat(),
+        _ => path.to_vec(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn copy_file(
+    source: &Path,
+    entry: &crate::scan::Entry,
+    edit: &Edit,
+    out: &mut Encoder,
+    buffer: &mut [u8],
+    cancel: &AtomicBool,
+    reporter: &dyn Reporter,
+    write_error: impl Fn(std::io::Error) -> Error,
+) -> Result<()> {
+    if let Edit::Replace(bytes) = edit {
+        out.write_all(bytes).map_err(write_error)?;
+        reporter.written(entry.size);
+        return Ok(());
+    }
+    let unreadable = |err| Error::Unreadable {
+        path: source.to_path_buf(),
+        source: err,
+    };
+    let file = File::open(source).map_err(unreadable)?;
+    let metadata = file.metadata().map_err(unreadable)?;
+    if metadata.len() != entry.size || metadata.mtime().max(0) as u64 != entry.mtime {
+        return Err(Error::ChangedDuringPack {
+            path: source.to_path_buf(),
+        });
+    }
+    let patches: &[crate::relocate::Patch] = match edit {
+        Edit::Patch(patches) => patches,
+        _ => &[],
+    };
+    let mut reader = crate::plan::PatchedReader::new(&file, entry.size, patches);
+    let mut copied = 0u64;
+    loop {
+        let read = read_full(&mut reader, buffer).map_err(unreadable)?;
+        if read == 0 {
+            break;
+        }
+        out.write_all(&buffer[..read]).map_err(&write_error)?;
+        copied += read as u64;
+        reporter.written(read as u64);
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+    }
+    if copied != entry.size {
+        return Err(Error::ChangedDuringPack {
+            path: source.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Path helper for callers: an entry path as an OS path.
+pub fn os_path(bytes: &[u8]) -> &Path {
+    Path::new(OsStr::from_bytes(bytes))
+}

@@ -1,0 +1,86 @@
+//! The command line as plain data (clap derive); doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Pack a conda environment and the Go services beside it into one relocatable,
+/// offline-installable bundle.
+#[derive(Debug, Parser)]
+#[command(name = "gopack", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pack an environment into a bundle (.tar.zst by default).
+    Create(CreateArgs),
+    /// Show what a bundle holds, without extracting it.
+    Inspect(InspectArgs),
+}
+
+/// `gopack create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The environment's name (found without conda: condarc envs_dirs, ~/.conda/environments.txt,
+    /// the usual install roots, pixi's .pixi/envs).
+    #[arg(short = 'n', long = "name", conflicts_with = "prefix")]
+    pub name: Option<String>,
+    /// The environment's path. Without -n or -p, $CONDA_PREFIX.
+    #[arg(short = 'p', long = "prefix")]
+    pub prefix: Option<PathBuf>,
+    /// The bundle to write; its extension chooses the format unless --format is given.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// Archive format: tar.zst (default), tar.gz (tgz) or tar.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Compression level (zstd 1-22, default 3; gzip 1-9, default 6).
+    #[arg(long = "compress-level")]
+    pub compress_level: Option<i32>,
+    /// Compression threads (default: all cores).
+    #[arg(short = 'j', long = "threads")]
+    pub threads: Option<u32>,
+    /// Put the environment under this directory inside the archive.
+    #[arg(long)]
+    pub arcroot: Option<String>,
+    /// Leave out paths matching GLOB (relative to the prefix; `**` crosses directories).
+    /// Rules apply in order with --include; the last match wins.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Put back paths matching GLOB that an earlier --exclude left out.
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Drop conda-managed files that are missing, with a warning, instead of failing.
+    #[arg(long)]
+    pub ignore_missing_files: bool,
+    /// Pack editable Python installs as they are, with a warning, instead of failing.
+    #[arg(long)]
+    pub ignore_editable_packages: bool,
+    /// Warn instead of failing when a Go binary is built for another platform.
+    #[arg(long)]
+    pub allow_foreign_go: bool,
+    /// Overwrite an existing output.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// No progress bar, warnings or summary.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `gopack inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The bundle.
+    pub bundle: PathBuf,
+    /// Print the whole manifest as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,332 @@
+//! The command-line front end: parse (clap), resolve into the library's checked options, run,
+//! and map the result to an exit code in one place — 0 ok, 1 user/environment error, 2 usage or
+//! internal error; a closed stdout is not an error.
+
+mod args;
+mod progress;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{CommandFactory, FromArgMatches};
+
+use args::{Cli, Command, CreateArgs, InspectArgs};
+use gopack::archive::{Format, WriteOptions};
+use gopack::conda::locate::{self, LookupContext};
+use gopack::create::CreateOptions;
+use gopack::error::{Error, ErrorKind};
+use gopack::plan::PlanOptions;
+use gopack::scan::ScanOptions;
+use gopack::scan::filter::{Filter, RuleKind};
+use progress::TerminalReporter;
+
+/// Runs gopack and returns its exit code.
+pub fn main() -> ExitCode {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Create(args) => {
+            let sub = matches
+                .subcommand_matches("create")
+                .expect("create matched");
+            run_create(args, filter_order(sub))
+        }
+        Command::Inspect(args) => run_inspect(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(&err),
+    }
+}
+
+/// The order in which `--exclude` and `--include` were given.
+fn filter_order(matches: &clap::ArgMatches) -> Vec<(usize, RuleKind, String)> {
+    let mut rules = Vec::new();
+    for (id, kind) in [
+        ("exclude", RuleKind::Exclude),
+        ("include", RuleKind::Include),
+    ] {
+        if let (Some(indices), Some(values)) =
+            (matches.indices_of(id), matches.get_many::<String>(id))
+        {
+            for (index, value) in indices.zip(values) {
+                rules.push((index, kind, value.clone()));
+            }
+        }
+    }
+    rules.sort_by_key(|(index, _, _)| *index);
+    rules
+}
+
+fn report(err: &Error) -> ExitCode {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let _ = writeln!(stderr, "  caused by: {cause}");
+        source = cause.source();
+    }
+    if let Some(hint) = err.hint() {
+        let _ = writeln!(stderr, "hint: {hint}");
+    }
+    match err.kind() {
+        ErrorKind::User => ExitCode::from(1),
+        ErrorKind::Internal => ExitCode::from(2),
+    }
+}
+
+fn resolve_create(
+    args: CreateArgs,
+    rules: Vec<(usize, RuleKind, String)>,
+) -> Result<(CreateOptions, bool, bool), Error> {
+    let CreateArgs {
+        name,
+        prefix,
+        output,
+        format,
+        compress_level,
+        threads,
+        arcroot,
+        exclude: _,
+        include: _,
+        ignore_missing_files,
+        ignore_editable_packages,
+        allow_foreign_go,
+        force,
+        quiet,
+        json,
+    } = args;
+    let context = LookupContext::from_process();
+    let prefix = match (name, prefix) {
+        (_, Some(prefix)) => prefix,
+        (Some(name), None) => locate::find_by_name(&name, &context)?,
+        (None, None) => locate::current(&context)?,
+    };
+    let format = match format {
+        Some(name) => {
+            Format::from_name(&name).ok_or_else(|| Error::UnknownFormat { path: name.into() })?
+        }
+        None => Format::from_path(&output).ok_or_else(|| Error::UnknownFormat {
+            path: output.clone(),
+        })?,
+    };
+    let level = match (format, compress_level) {
+        (Format::TarZst, Some(level)) if !(1..=22).contains(&level) => {
+            return Err(Error::Usage(format!(
+                "--compress-level {level}: zstd levels are 1 to 22"
+            )));
+        }
+        (Format::TarGz, Some(level)) if !(1..=9).contains(&level) => {
+            return Err(Error::Usage(format!(
+                "--compress-level {level}: gzip levels are 1 to 9"
+            )));
+        }
+        (_, Some(level)) => level,
+        (Format::TarGz, None) => 6,
+        (_, None) => 3,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let threads = match threads {
+        Some(0) => return Err(Error::Usage("-j/--threads must be at least 1".into())),
+        Some(n) => n,
+        None => cores,
+    };
+    let mut filter = Filter::default();
+    for (_, kind, pattern) in rules {
+        filter.push(kind, &pattern)?;
+    }
+    let arcroot = arcroot
+        .map(|root| root.trim_matches('/').as_bytes().to_vec())
+        .filter(|root| !root.is_empty());
+    Ok((
+        CreateOptions {
+            prefix,
+            output,
+            scan: ScanOptions {
+                filter,
+                ignore_missing_files,
+                ignore_editable_packages,
+            },
+            plan: PlanOptions { allow_foreign_go },
+            write: WriteOptions {
+                format,
+                level,
+                threads,
+                arcroot,
+                force,
+            },
+        },
+        quiet,
+        json,
+    ))
+}
+
+fn run_create(args: CreateArgs, rules: Vec<(usize, RuleKind, String)>) -> Result<(), Error> {
+    let (options, quiet, json) = resolve_create(args, rules)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = Arc::clone(&cancel);
+        // A second Ctrl-C while cleaning up is ignored; the temp file is removed on unwind.
+        let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::SeqCst));
+    }
+    let reporter = TerminalReporter::new(quiet);
+    let started = std::time::Instant::now();
+    let result = gopack::create::create(&options, &cancel, &reporter);
+    reporter.finish();
+    let summary = result?;
+    if json {
+        print_stdout(&serde_json::to_string_pretty(&summary).expect("summary serializes"));
+    } else if !quiet {
+        eprintln!(
+            "packed {} ({} conda, {} pip packages; {} Go binaries; {} files to relocate) into {} ({}) in {:.1}s",
+            summary.prefix.display(),
+            summary.conda_packages,
+            summary.pip_packages,
+            summary.go_binaries,
+            summary.text_records + summary.binary_records,
+            summary.bundle.path.display(),
+            human_bytes(summary.bundle.size),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn run_inspect(args: InspectArgs) -> Result<(), Error> {
+    let manifest = gopack::archive::read::read_manifest(&args.bundle)?;
+    if args.json {
+        print_stdout(&serde_json::to_string_pretty(&manifest).expect("manifest serializes"));
+        return Ok(());
+    }
+    let mut out = String::new();
+    let m = &manifest;
+    out.push_str(&format!("bundle:         {}\n", args.bundle.display()));
+    out.push_str(&format!("platform:       {}\n", m.platform));
+    out.push_str(&format!("source prefix:  {}\n", m.source_prefix.display()));
+    out.push_str(&format!(
+        "written by:     gopack {} (manifest format {})\n",
+        m.gopack_version, m.format_version
+    ));
+    out.push_str(&format!(
+        "contents:       {} files, {} symlinks, {} hard links, {} dirs, {}\n",
+        m.totals.files,
+        m.totals.symlinks,
+        m.totals.hardlinks,
+        m.totals.dirs,
+        human_bytes(m.totals.bytes)
+    ));
+    out.push_str(&format!("conda packages: {}\n", m.packages.len()));
+    for package in &m.packages {
+        out.push_str(&format!(
+            "  {} {} {} ({})\n",
+            package.name,
+            package.version,
+            package.build,
+            package.channel.as_deref().unwrap_or("?")
+        ));
+    }
+    out.push_str(&format!("pip packages:   {}\n", m.pip_packages.len()));
+    for package in &m.pip_packages {
+        out.push_str(&format!(
+            "  {} {} (installed by {})\n",
+            package.name,
+            package.version,
+            package.installer.as_deref().unwrap_or("?")
+        ));
+    }
+    out.push_str(&format!("Go binaries:    {}\n", m.go_binaries.len()));
+    for binary in &m.go_binaries {
+        let info = &binary.build_info;
+        let module = info
+            .main_module
+            .as_ref()
+            .map(|m| format!("{} {}", m.path, m.version))
+            .unwrap_or_else(|| "?".into());
+        out.push_str(&format!(
+            "  {}: {} {} {}/{} trimpath={} cgo={} deps={}\n",
+            binary.path.display(),
+            module,
+            info.go_version,
+            info.setting("GOOS").unwrap_or("?"),
+            info.setting("GOARCH").unwrap_or("?"),
+            info.trimpath(),
+            info.setting("CGO_ENABLED").unwrap_or("?"),
+            info.dependencies.len()
+        ));
+    }
+    let relocation = &m.relocation;
+    out.push_str("relocation:\n");
+    out.push_str(&format!("  text files:     {}\n", relocation.text.len()));
+    out.push_str(&format!(
+        "  binary files:   {} ({} strings)\n",
+        relocation.binary.len(),
+        relocation
+            .binary
+            .iter()
+            .map(|b| b.slots.len())
+            .sum::<usize>()
+    ));
+    let mut fixed = std::collections::BTreeMap::<String, usize>::new();
+    for fix in &relocation.fixed {
+        let kind = serde_json::to_value(fix)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        *fixed.entry(kind).or_default() += 1;
+    }
+    for (kind, count) in fixed {
+        out.push_str(&format!("  fixed at pack:  {count} {kind}\n"));
+    }
+    let mut left = std::collections::BTreeMap::<&str, usize>::new();
+    for item in &relocation.left_alone {
+        *left.entry(item.reason.as_str()).or_default() += 1;
+    }
+    for (reason, count) in left {
+        out.push_str(&format!("  left alone:     {count} {reason}\n"));
+    }
+    print_stdout(&out);
+    Ok(())
+}
+
+/// Prints to stdout; a closed pipe (`gopack inspect | head`) is not an error.
+fn print_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = stdout.write_all(b"\n");
+    }
+    let _ = stdout.flush();
+}
+
+fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < units.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}

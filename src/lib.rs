@@ -1,0 +1,23 @@
+//! gopack turns a conda environment, and the Go services that run beside it, into one
+//! relocatable, offline-installable bundle.
+//!
+//! The work is a pipeline of plain values: [`conda::CondaEnv::open`] reads the environment,
+//! [`scan::scan`] lists what to pack, [`plan::plan`] reads every file once and decides what is
+//! fixed at pack time and what the target must finish ([`relocate`]), and [`archive`] writes
+//! the deterministic bundle. `gopack inspect` and most tests stop before writing anything.
+
+#![deny(missing_docs)]
+
+pub mod conda;
+pub mod error;
+pub mod progress;
+pub mod scan;
+
+pub use error::{Error, ErrorKind, Result};
+pub mod archive;
+pub mod create;
+pub mod go;
+pub mod manifest;
+pub mod plan;
+pub mod relocate;
+pub mod scripts;

@@ -1,0 +1,500 @@
+//! The pack plan: [`plan`] reads every file of the [`Inventory`] once, in parallel (hash, prefix
+//! search, kind, Go build info), and decides for each what is packed and what the target must
+//! relocate. The result is a plain value: `inspect`-style reporting and most tests stop here;
+//! [`crate::archive`] turns it into a bundle.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use memchr::memmem::Finder;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::conda::CondaEnv;
+use crate::error::{Error, Result};
+use crate::go::GoBinary;
+use crate::progress::{Reporter, Warning};
+use crate::relocate::{
+    self, BinaryRecord, ByteString, Edit, FileContext, Fix, LeftAlone, TextRecord,
+};
+use crate::scan::classify::FileKind;
+use crate::scan::content::{self, CHUNK};
+use crate::scan::{Entry, EntryKind, Inventory};
+
+/// What is written for an entry's content.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Directories, symlinks and hard links carry no content.
+    None,
+    /// A file of the environment, packed from disk with `edit` applied.
+    Disk {
+        /// The change applied while packing.
+        edit: Edit,
+        /// sha256 of the packed bytes.
+        sha256: [u8; 32],
+        /// Size of the packed bytes.
+        size: u64,
+        /// The file's kind.
+        kind: FileKind,
+    },
+    /// A file gopack generates (scripts, metadata).
+    Generated(Vec<u8>),
+}
+
+/// One entry of the plan.
+#[derive(Debug, Clone)]
+pub struct PlannedEntry {
+    /// The entry (for symlinks, with the target that is packed).
+    pub entry: Entry,
+    /// Its content.
+    pub body: Body,
+}
+
+impl PlannedEntry {
+    /// Size of the packed content.
+    pub fn packed_size(&self) -> u64 {
+        match &self.body {
+            Body::None => 0,
+            Body::Disk { size, .. } => *size,
+            Body::Generated(bytes) => bytes.len() as u64,
+        }
+    }
+}
+
+/// Everything relocation needs on the target, plus what was done at pack time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Relocation {
+    /// The prefix the packed files hold.
+    pub source_prefix: ByteString,
+    /// Text files to rewrite.
+    pub text: Vec<TextRecord>,
+    /// Binary C strings to rewrite.
+    pub binary: Vec<BinaryRecord>,
+    /// What was fixed while packing.
+    pub fixed: Vec<Fix>,
+    /// Prefix bytes deliberately left alone.
+    pub left_alone: Vec<LeftAlone>,
+}
+
+/// A conda package of the environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CondaPackage {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Build string.
+    pub build: String,
+    /// Channel short name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Platform directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdir: Option<String>,
+}
+
+/// A Python distribution no conda record owns (installed by pip, uv, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipPackage {
+    /// Distribution name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// The installer that wrote it (`pip`, `uv`, …), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installer: Option<String>,
+    /// The `.dist-info` directory, relative to the prefix.
+    pub dist_info: String,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The source prefix.
+    pub prefix: PathBuf,
+    /// The conda platform.
+    pub platform: String,
+    /// Conda packages.
+    pub packages: Vec<CondaPackage>,
+    /// Unmanaged Python distributions.
+    pub pip_packages: Vec<PipPackage>,
+    /// Every entry, in archive order.
+    pub entries: Vec<PlannedEntry>,
+    /// Relocation records and fixes.
+    pub relocation: Relocation,
+    /// Go binaries found in the environment (built ones are added by the Go step).
+    pub go_binaries: Vec<GoBinary>,
+}
+
+impl Plan {
+    /// Total packed bytes of file content.
+    pub fn content_bytes(&self) -> u64 {
+        self.entries.iter().map(PlannedEntry::packed_size).sum()
+    }
+}
+
+/// Options of the planning step.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Downgrade a Go binary for another platform from an error to a warning.
+    pub allow_foreign_go: bool,
+}
+
+struct Analysed {
+    body: Body,
+    plan: relocate::FilePlan,
+    go: Option<GoBinary>,
+}
+
+/// Reads every file once and plans what happens to it.
+///
+/// # Errors
+/// Unreadable files, files that change while they are read, foreign-platform Go binaries.
+pub fn plan(
+    env: &CondaEnv,
+    inventory: Inventory,
+    options: &PlanOptions,
+    reporter: &dyn Reporter,
+) -> Result<Plan> {
+    reporter.stage("analysing");
+    let prefix_bytes = env.prefix.as_os_str().as_bytes().to_vec();
+    let finder = Finder::new(&prefix_bytes).into_owned();
+    let platform = env.platform();
+    let analysed: Vec<Result<Option<Analysed>>> = inventory
+        .entries
+        .par_iter()
+        .map(|entry| {
+            if entry.kind != EntryKind::File {
+                return Ok(None);
+            }
+            let result = analyse_entry(env, entry, &finder, &prefix_bytes).map(Some);
+            reporter.analysed(entry.size);
+            result
+        })
+        .collect();
+
+    let mut relocation = Relocation {
+        source_prefix: ByteString(prefix_bytes.clone()),
+        ..Relocation::default()
+    };
+    let mut go_binaries = Vec::new();
+    let mut entries = Vec::with_capacity(inventory.entries.len());
+    for (mut entry, result) in inventory.entries.into_iter().zip(analysed) {
+        let body = match result? {
+            Some(analysed) => {
+                relocation.fixed.extend(analysed.plan.fixes);
+                relocation.text.extend(analysed.plan.text);
+                relocation.binary.extend(analysed.plan.binary);
+                relocation.left_alone.extend(analysed.plan.left_alone);
+                go_binaries.extend(analysed.go);
+                analysed.body
+            }
+            None => Body::None,
+        };
+        if let EntryKind::Symlink { target } = &entry.kind {
+            if let Some(relative) = relocate::plan_symlink(&entry.path, target, &prefix_bytes) {
+                relocation.fixed.push(Fix::RelativeSymlink {
+                    path: ByteString(entry.path.clone()),
+                    target: ByteString(relative.clone()),
+                });
+                entry.kind = EntryKind::Symlink { target: relative };
+            } else if target.starts_with(b"/") {
+                reporter.warning(&Warning::SymlinkOutside {
+                    path: entry.display(),
+                    target: String::from_utf8_lossy(target).into_owned(),
+                });
+            }
+        }
+        entries.push(PlannedEntry { entry, body });
+    }
+    check_go_binaries(&go_binaries, &platform, options, reporter)?;
+    warn_left_alone(&relocation.left_alone, reporter);
+    let packages = env
+        .packages
+        .iter()
+        .map(|record| CondaPackage {
+            name: record.name.clone(),
+            version: record.version.clone(),
+            build: record.build.clone(),
+            channel: record.channel_name(),
+            subdir: record.subdir.clone(),
+        })
+        .collect();
+    Ok(Plan {
+        prefix: env.prefix.clone(),
+        platform,
+        packages,
+        pip_packages: pip_packages(env),
+        entries,
+        relocation,
+        go_binaries,
+    })
+}
+
+fn analyse_entry(
+    env: &CondaEnv,
+    entry: &Entry,
+    finder: &Finder<'static>,
+    prefix: &[u8],
+) -> Result<Analysed> {
+    let path = entry.absolute(&env.prefix);
+    let facts = content::analyse(&path, &entry.path, entry.size, finder)?;
+    let unreadable = |source| Error::Unreadable {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::File::open(&path).map_err(unreadable)?;
+    let mut go = None;
+    for &offset in &facts.go_buildinfo {
+        if let Ok(info) = crate::go::buildinfo::read_at(&file, offset) {
+            go = Some(GoBinary::collected(
+                &entry.path,
+                hex::encode(facts.sha256),
+                info,
+            ));
+            break;
+        }
+    }
+    let relative = String::from_utf8_lossy(&entry.path);
+    let context = FileContext {
+        path: &entry.path,
+        mode: entry.mode,
+        managed: env.managed.get(relative.as_ref()),
+        prefix,
+        is_record: entry.path.starts_with(b"conda-meta/") && entry.path.ends_with(b".json"),
+        is_go: go.is_some(),
+    };
+    let plan = relocate::plan_file(&context, &facts, &file).map_err(unreadable)?;
+    let (sha256, size) = match &plan.edit {
+        Edit::None => (facts.sha256, facts.size),
+        Edit::Replace(bytes) => (Sha256::digest(bytes).into(), bytes.len() as u64),
+        Edit::Patch(patches) => (
+            patched_sha256(&file, facts.size, patches).map_err(unreadable)?,
+            facts.size,
+        ),
+    };
+    if let Some(go) = go.as_mut() {
+        go.sha256 = hex::encode(sha256);
+    }
+    Ok(Analysed {
+        body: Body::Disk {
+            edit: plan.edit.clone(),
+            sha256,
+            size,
+            kind: facts.kind,
+        },
+        plan,
+        go,
+    })
+}
+
+/// sha256 of a file with same-length patches applied, streamed.
+fn patched_sha256(
+    file: &std::fs::File,
+    size: u64,
+    patches: &[relocate::Patch],
+) -> std::io::Result<[u8; 32]> {
+    let mut reader = PatchedReader::new(file, size, patches);
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; CHUNK];
+    loop {
+        let read = content::read_full(&mut reader, &mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hasher.finalize().into())
+}
+
+/// Reads a file with same-length patches applied on the fly.
+pub struct PatchedReader<'a> {
+    file: &'a std::fs::File,
+    size: u64,
+    position: u64,
+    patches: &'a [relocate::Patch],
+}
+
+impl<'a> PatchedReader<'a> {
+    /// Reads `file` (of `size` bytes) from the start with `patches` applied.
+    pub fn new(file: &'a std::fs::File, size: u64, patches: &'a [relocate::Patch]) -> Self {
+        PatchedReader {
+            file,
+            size,
+            position: 0,
+            patches,
+        }
+    }
+}
+
+impl std::io::Read for PatchedReader<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let left = self.size.saturating_sub(self.position);
+        let want = (buffer.len() as u64).min(left) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let read = self.file.read_at(&mut buffer[..want], self.position)?;
+        let start = self.position;
+        let end = start + read as u64;
+        for patch in self.patches {
+            let patch_end = patch.offset + patch.bytes.len() as u64;
+            if patch_end <= start || patch.offset >= end {
+                continue;
+            }
+            let from = patch.offset.max(start);
+            let to = patch_end.min(end);
+            buffer[(from - start) as usize..(to - start) as usize].copy_from_slice(
+                &patch.bytes[(from - patch.offset) as usize..(to - patch.offset) as usize],
+            );
+        }
+        self.position = end;
+        Ok(read)
+    }
+}
+
+fn check_go_binaries(
+    binaries: &[GoBinary],
+    platform: &str,
+    options: &PlanOptions,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    let mut untrimmed = Vec::new();
+    for binary in binaries {
+        if let Some(own) = binary.conda_platform()
+            && own != platform
+        {
+            let message = format!(
+                "built for {} ({}/{}), but the environment is {platform}",
+                own,
+                binary.build_info.setting("GOOS").unwrap_or("?"),
+                binary.build_info.setting("GOARCH").unwrap_or("?"),
+            );
+            if options.allow_foreign_go {
+                reporter.warning(&Warning::Other(format!(
+                    "Go binary `{}` {message}",
+                    binary.path.display()
+                )));
+            } else {
+                return Err(Error::GoBinary {
+                    path: PathBuf::from(OsStr::from_bytes(&binary.path.0)),
+                    message: format!(
+                        "{message}; rebuild it for {platform}, remove it, or pass `--allow-foreign-go`"
+                    ),
+                });
+            }
+        }
+        if !binary.build_info.trimpath() {
+            untrimmed.push(binary.path.display());
+        }
+    }
+    if !untrimmed.is_empty() {
+        reporter.warning(&Warning::Other(format!(
+            "{} Go binar{} built without -trimpath (packed byte-for-byte; they embed build paths): {}\n  fix: rebuild with `go build -trimpath`, or let gopack build them with `--go`",
+            untrimmed.len(),
+            if untrimmed.len() == 1 { "y was" } else { "ies were" },
+            untrimmed.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn warn_left_alone(left_alone: &[LeftAlone], reporter: &dyn Reporter) {
+    let mut by_reason: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for item in left_alone {
+        by_reason
+            .entry(&item.reason)
+            .or_default()
+            .push(item.path.display());
+    }
+    for (reason, paths) in by_reason {
+        let reason = match reason {
+            "python-bytecode" => {
+                "Python bytecode: the path names the source file for tracebacks; it is not rewritten"
+            }
+            "go-binary" => "Go binaries are never patched: patching destroys their build info",
+            "windows-binary" => "Windows binaries are not patched",
+            "string-too-long" => "the string around the prefix is too long to rewrite safely",
+            other => other,
+        };
+        reporter.warning(&Warning::PrefixLeftAlone {
+            reason: reason.to_string(),
+            paths,
+        });
+    }
+}
+
+/// `.dist-info` directories that no conda record owns.
+fn pip_packages(env: &CondaEnv) -> Vec<PipPackage> {
+    let mut found = Vec::new();
+    for site in env.site_packages() {
+        let Ok(entries) = std::fs::read_dir(env.prefix.join(&site)) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".dist-info"))
+            .collect();
+        names.sort();
+        for name in names {
+            let dist_info = format!("{site}/{name}");
+            if env.managed.contains_key(&format!("{dist_info}/METADATA")) {
+                continue;
+            }
+            let dir = env.prefix.join(&dist_info);
+            let metadata = std::fs::read_to_string(dir.join("METADATA")).unwrap_or_default();
+            let field = |key: &str| {
+                metadata
+                    .lines()
+                    .take_while(|line| !line.is_empty())
+                    .find_map(|line| line.strip_prefix(key).map(|v| v.trim().to_string()))
+            };
+            let installer = std::fs::read_to_string(dir.join("INSTALLER"))
+                .ok()
+                .map(|text| text.trim().to_string())
+                .filter(|text| !text.is_empty());
+            found.push(PipPackage {
+                name: field("Name:")
+                    .unwrap_or_else(|| name.trim_end_matches(".dist-info").to_string()),
+                version: field("Version:").unwrap_or_default(),
+                installer,
+                dist_info,
+            });
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn patched_reader_applies_patches_across_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let patches = vec![relocate::Patch {
+            offset: 3,
+            bytes: b"abcd".to_vec(),
+        }];
+        let mut reader = PatchedReader::new(&file, 10, &patches);
+        let mut out = Vec::new();
+        let mut small = [0u8; 4];
+        loop {
+            let n = reader.read(&mut small).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&small[..n]);
+        }
+        assert_eq!(out, b"012abcd789");
+    }
+}

@@ -1,0 +1,145 @@
+//! Binary relocation of C strings, length-preserving as conda does it: inside each NUL-terminated
+//! string that holds the prefix, every occurrence is replaced and the string is padded with NUL
+//! up to its slot, so no other byte of the file moves. A slot's room is the longest string
+//! (plus its terminator) that fits; for files conda-build compiled under a 255-byte placeholder
+//! the installer left that room as NUL padding, so targets longer than the source prefix fit.
+
+use serde::{Deserialize, Serialize};
+
+use super::bytes::ByteString;
+
+/// One C string to rewrite on the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CStringSlot {
+    /// File offset of the string's first byte.
+    pub offset: u64,
+    /// Bytes available from `offset`: the string, its NUL terminator and the padding after it.
+    pub room: u64,
+    /// The string split at each prefix occurrence: `pieces[0] PREFIX pieces[1] … PREFIX pieces[n]`.
+    pub pieces: Vec<ByteString>,
+}
+
+impl CStringSlot {
+    /// The string's bytes for `prefix`, NUL-padded to exactly `room` bytes, or `None` when it
+    /// does not fit (the string needs at least one terminating NUL).
+    pub fn render(&self, prefix: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.room as usize);
+        for (index, piece) in self.pieces.iter().enumerate() {
+            if index > 0 {
+                out.extend_from_slice(prefix);
+            }
+            out.extend_from_slice(&piece.0);
+        }
+        if out.len() as u64 >= self.room {
+            return None;
+        }
+        out.resize(self.room as usize, 0);
+        Some(out)
+    }
+
+    /// The longest prefix that fits this slot.
+    pub fn max_prefix_len(&self) -> u64 {
+        let fixed: u64 = self.pieces.iter().map(|p| p.0.len() as u64).sum();
+        let occurrences = self.pieces.len().saturating_sub(1).max(1) as u64;
+        (self.room.saturating_sub(1).saturating_sub(fixed)) / occurrences
+    }
+}
+
+/// Finds the C string around `hit` in `window` (which starts at file offset `window_start`)
+/// and splits it at every occurrence of `prefix`. `placeholder_len` is the length of the
+/// conda-build placeholder the file was compiled with, when the record gives one: the slot then
+/// extends over the NUL padding the installer left, if that padding is really there.
+///
+/// Returns `None` when the string is not complete inside the window.
+pub fn slot_at(
+    window: &[u8],
+    window_start: u64,
+    hit: u64,
+    prefix: &[u8],
+    placeholder_len: Option<usize>,
+) -> Option<CStringSlot> {
+    let local = usize::try_from(hit.checked_sub(window_start)?).ok()?;
+    if local + prefix.len() > window.len() {
+        return None;
+    }
+    let start = window[..local].iter().rposition(|&c| c == 0).map_or_else(
+        || if window_start == 0 { Some(0) } else { None },
+        |nul| Some(nul + 1),
+    )?;
+    let end = local + memchr::memchr(0, &window[local..])?;
+    let string = &window[start..end];
+    let pieces: Vec<ByteString> = split_at_prefix(string, prefix);
+    let occurrences = pieces.len() - 1;
+    let mut room = string.len() as u64 + 1;
+    if let Some(placeholder_len) = placeholder_len.filter(|&len| len > prefix.len()) {
+        let padding = occurrences * (placeholder_len - prefix.len());
+        let padded_end = end + 1 + padding;
+        if padded_end <= window.len() && window[end..padded_end].iter().all(|&c| c == 0) {
+            room += padding as u64;
+        }
+    }
+    Some(CStringSlot {
+        offset: window_start + start as u64,
+        room,
+        pieces,
+    })
+}
+
+fn split_at_prefix(string: &[u8], prefix: &[u8]) -> Vec<ByteString> {
+    let mut pieces = Vec::new();
+    let mut last = 0;
+    for hit in memchr::memmem::find_iter(string, prefix) {
+        pieces.push(ByteString(string[last..hit].to_vec()));
+        last = hit + prefix.len();
+    }
+    pieces.push(ByteString(string[last..].to_vec()));
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_with_placeholder_padding_fits_a_longer_prefix() {
+        // Installed from a 12-byte placeholder into the 5-byte prefix `/envs`: 7 NULs of padding.
+        let mut data = b"\0junk\0/envs/lib\0".to_vec();
+        data.extend([0u8; 7]);
+        data.extend(b"next\0");
+        let slot = slot_at(&data, 0, 6, b"/envs", Some(12)).unwrap();
+        assert_eq!(slot.offset, 6);
+        assert_eq!(slot.room, 10 + 7);
+        assert_eq!(
+            slot.pieces,
+            vec![ByteString::from(""), ByteString::from("/lib")]
+        );
+        assert_eq!(slot.max_prefix_len(), 12);
+        let rendered = slot.render(b"/longer-envs").unwrap();
+        assert_eq!(rendered.len(), 17);
+        assert!(rendered.starts_with(b"/longer-envs/lib\0"));
+        assert!(slot.render(b"/much-longer-env").is_none());
+    }
+
+    #[test]
+    fn slot_without_placeholder_has_source_room_and_all_occurrences() {
+        let data = b"\0PATH=/e/a:/e/b\0x";
+        let slot = slot_at(data, 100, 106, b"/e", None).unwrap();
+        assert_eq!(slot.offset, 101);
+        assert_eq!(slot.room, 15);
+        assert_eq!(slot.pieces.len(), 3);
+        assert_eq!(slot.render(b"/f").unwrap(), b"PATH=/f/a:/f/b\0");
+        assert_eq!(slot.render(b"/fg").unwrap_or_default(), b"");
+    }
+
+    #[test]
+    fn padding_that_is_not_there_is_not_claimed() {
+        let data = b"\0/envs/lib\0abcdefg";
+        let slot = slot_at(data, 0, 1, b"/envs", Some(12)).unwrap();
+        assert_eq!(slot.room, 10);
+    }
+
+    #[test]
+    fn incomplete_strings_are_refused() {
+        assert!(slot_at(b"xx/envs/lib", 10, 12, b"/envs", None).is_none());
+    }
+}

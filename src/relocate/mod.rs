@@ -1,0 +1,370 @@
+//! Relocation: for each file that holds the source prefix, decide what is fixed at pack time
+//! (shebangs → launchers, ELF search paths → `$ORIGIN`, conda-meta build-host paths dropped,
+//! symlinks made relative) and what is recorded for the target to finish (text occurrences,
+//! binary C-string slots). Go binaries are never C-string patched and `.pyc` files are never
+//! patched. [`plan_file`] and [`plan_symlink`] are pure apart from reading the file.
+
+pub mod binary;
+pub mod bytes;
+pub mod elf;
+pub mod shebang;
+pub mod text;
+
+use std::os::unix::fs::FileExt;
+
+use serde::{Deserialize, Serialize};
+
+pub use binary::CStringSlot;
+pub use bytes::ByteString;
+
+use crate::conda::{FileMode, ManagedPath};
+use crate::scan::classify::FileKind;
+use crate::scan::content::FileFacts;
+
+/// A change applied to a file's bytes while it is packed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Edit {
+    /// Packed as it is on disk.
+    #[default]
+    None,
+    /// Packed with this content instead.
+    Replace(Vec<u8>),
+    /// Packed with these same-length byte ranges overwritten.
+    Patch(Vec<Patch>),
+}
+
+/// Bytes overwritten at an offset (same length: nothing moves).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patch {
+    /// File offset.
+    pub offset: u64,
+    /// The new bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A text file the target rewrites (every occurrence of the prefix it was last relocated from).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextRecord {
+    /// Path relative to the prefix.
+    pub path: ByteString,
+    /// Occurrences in the packed file.
+    pub occurrences: usize,
+}
+
+/// A binary file whose C strings the target rewrites.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinaryRecord {
+    /// Path relative to the prefix.
+    pub path: ByteString,
+    /// Whether it is a Mach-O file (re-signed on macOS after patching).
+    pub macho: bool,
+    /// The strings.
+    pub slots: Vec<CStringSlot>,
+}
+
+/// A change gopack made at pack time, for the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Fix {
+    /// A shebang naming the prefix became a relocatable launcher.
+    ShebangLauncher {
+        /// The script.
+        path: ByteString,
+        /// The interpreter, relative to the prefix.
+        interpreter: ByteString,
+    },
+    /// ELF search-path entries inside the prefix became `$ORIGIN`-relative.
+    RelativeSearchPath {
+        /// The ELF file.
+        path: ByteString,
+        /// The new `RPATH`/`RUNPATH` value.
+        value: ByteString,
+    },
+    /// An absolute symlink into the prefix became relative.
+    RelativeSymlink {
+        /// The link.
+        path: ByteString,
+        /// Its new target.
+        target: ByteString,
+    },
+    /// Build-host paths were dropped from a conda-meta record.
+    AnonymisedRecord {
+        /// The record.
+        path: ByteString,
+    },
+}
+
+/// Prefix bytes that gopack leaves in place on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftAlone {
+    /// The file.
+    pub path: ByteString,
+    /// Why (`go-binary`, `python-bytecode`, `string-too-long`, `shebang`…).
+    pub reason: String,
+    /// Occurrences left.
+    pub occurrences: usize,
+}
+
+/// What happens to one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilePlan {
+    /// The change applied while packing.
+    pub edit: Edit,
+    /// Text occurrences for the target.
+    pub text: Option<TextRecord>,
+    /// Binary slots for the target.
+    pub binary: Option<BinaryRecord>,
+    /// Changes made at pack time.
+    pub fixes: Vec<Fix>,
+    /// Occurrences left alone.
+    pub left_alone: Option<LeftAlone>,
+}
+
+/// What the planner knows about a file besides its bytes.
+pub struct FileContext<'a> {
+    /// Path relative to the prefix.
+    pub path: &'a [u8],
+    /// Permission bits.
+    pub mode: u32,
+    /// What conda-meta says, for managed files.
+    pub managed: Option<&'a ManagedPath>,
+    /// The source prefix.
+    pub prefix: &'a [u8],
+    /// Whether this is a conda-meta record (`conda-meta/*.json`).
+    pub is_record: bool,
+    /// Whether the file is a Go binary.
+    pub is_go: bool,
+}
+
+fn dir_of(path: &[u8]) -> &[u8] {
+    path.iter()
+        .rposition(|&c| c == b'/')
+        .map_or(&[][..], |slash| &path[..slash])
+}
+
+/// Decides what happens to one regular file. `file` is open for reading; it is read only where
+/// the decision needs more than the facts (shebang scripts, records, ELF headers, the bytes
+/// around binary occurrences).
+///
+/// # Errors
+/// I/O errors reading `file`.
+pub fn plan_file(
+    context: &FileContext<'_>,
+    facts: &FileFacts,
+    file: &std::fs::File,
+) -> std::io::Result<FilePlan> {
+    let mut plan = FilePlan::default();
+    let path = ByteString(context.path.to_vec());
+    if context.is_record {
+        let content = read_all(file, facts.size)?;
+        if let Some(clean) = crate::conda::meta::anonymise_record(&content) {
+            plan.fixes
+                .push(Fix::AnonymisedRecord { path: path.clone() });
+            let occurrences = memchr::memmem::find_iter(&clean, context.prefix).count();
+            if occurrences > 0 {
+                plan.text = Some(TextRecord { path, occurrences });
+            }
+            plan.edit = Edit::Replace(clean);
+            return Ok(plan);
+        }
+    }
+    if facts.prefix_hits.is_empty() {
+        return Ok(plan);
+    }
+    let hits = facts.prefix_hits.len();
+    match facts.kind {
+        FileKind::PythonBytecode => {
+            // Bytecode holds the source path for tracebacks only; Python recompiles from the
+            // rewritten `.py` when its size or mtime no longer match.
+            plan.left_alone = Some(left(path, "python-bytecode", hits));
+        }
+        FileKind::Text => plan_text(context, facts, file, &mut plan, path)?,
+        FileKind::Elf | FileKind::MachO | FileKind::Pe | FileKind::Binary => {
+            plan_binary(context, facts, file, &mut plan, path)?
+        }
+    }
+    Ok(plan)
+}
+
+fn left(path: ByteString, reason: &str, occurrences: usize) -> LeftAlone {
+    LeftAlone {
+        path,
+        reason: reason.to_string(),
+        occurrences,
+    }
+}
+
+fn plan_text(
+    context: &FileContext<'_>,
+    facts: &FileFacts,
+    file: &std::fs::File,
+    plan: &mut FilePlan,
+    path: ByteString,
+) -> std::io::Result<()> {
+    let executable = context.mode & 0o111 != 0;
+    if let Some(shebang) = shebang::parse(&facts.head).filter(|_| executable) {
+        let inside = shebang
+            .interpreter
+            .strip_prefix(context.prefix)
+            .and_then(|rest| rest.strip_prefix(b"/"));
+        if let Some(interpreter) = inside {
+            let content = read_all(file, facts.size)?;
+            let shebang = shebang::parse(&content).expect("same first line");
+            let relative = shebang::relative_path(dir_of(context.path), interpreter);
+            if let Some(new) = shebang::launcher(&content, &shebang, &relative) {
+                plan.fixes.push(Fix::ShebangLauncher {
+                    path: path.clone(),
+                    interpreter: ByteString(interpreter.to_vec()),
+                });
+                let occurrences = memchr::memmem::find_iter(&new, context.prefix).count();
+                if occurrences > 0 {
+                    plan.text = Some(TextRecord { path, occurrences });
+                }
+                plan.edit = Edit::Replace(new);
+                return Ok(());
+            }
+        }
+    }
+    plan.text = Some(TextRecord {
+        path,
+        occurrences: facts.prefix_hits.len(),
+    });
+    Ok(())
+}
+
+fn plan_binary(
+    context: &FileContext<'_>,
+    facts: &FileFacts,
+    file: &std::fs::File,
+    plan: &mut FilePlan,
+    path: ByteString,
+) -> std::io::Result<()> {
+    let prefix = context.prefix;
+    let mut covered: Vec<(u64, u64)> = Vec::new();
+    if facts.kind == FileKind::Elf {
+        let mut patches = Vec::new();
+        for search_path in elf::search_paths(file) {
+            if search_path.shared {
+                continue;
+            }
+            let Some(new) =
+                elf::relative_search_path(&search_path.value, prefix, dir_of(context.path))
+            else {
+                continue;
+            };
+            if new.len() > search_path.value.len() {
+                continue; // does not fit; the C-string record below covers it
+            }
+            let mut bytes = new.clone();
+            bytes.resize(search_path.value.len(), 0);
+            covered.push((
+                search_path.offset,
+                search_path.offset + search_path.value.len() as u64,
+            ));
+            patches.push(Patch {
+                offset: search_path.offset,
+                bytes,
+            });
+            plan.fixes.push(Fix::RelativeSearchPath {
+                path: path.clone(),
+                value: ByteString(new),
+            });
+        }
+        if !patches.is_empty() {
+            plan.edit = Edit::Patch(patches);
+        }
+    }
+    let remaining: Vec<u64> = facts
+        .prefix_hits
+        .iter()
+        .copied()
+        .filter(|hit| !covered.iter().any(|(start, end)| hit >= start && hit < end))
+        .collect();
+    if remaining.is_empty() {
+        return Ok(());
+    }
+    if context.is_go {
+        // C-string patching a Go binary destroys its module info and leaves NULs inside Go
+        // strings (Go strings are not NUL-terminated); it is never done.
+        plan.left_alone = Some(left(path, "go-binary", remaining.len()));
+        return Ok(());
+    }
+    if facts.kind == FileKind::Pe {
+        // Windows binaries are not prefix-patched (conda does not either).
+        plan.left_alone = Some(left(path, "windows-binary", remaining.len()));
+        return Ok(());
+    }
+    let placeholder_len = context
+        .managed
+        .filter(|m| m.file_mode == Some(FileMode::Binary))
+        .and_then(|m| m.placeholder.as_ref())
+        .map(String::len);
+    let mut slots: Vec<CStringSlot> = Vec::new();
+    let mut unplaced = 0;
+    const WINDOW: u64 = 8192;
+    for hit in remaining {
+        if slots
+            .last()
+            .is_some_and(|slot| hit < slot.offset + slot.room)
+        {
+            continue; // another occurrence inside the same string
+        }
+        let start = hit.saturating_sub(WINDOW);
+        let len = (hit - start + WINDOW).min(facts.size - start);
+        let mut window = vec![0u8; len as usize];
+        file.read_exact_at(&mut window, start)?;
+        match binary::slot_at(&window, start, hit, prefix, placeholder_len) {
+            Some(slot) => slots.push(slot),
+            None => unplaced += 1,
+        }
+    }
+    if unplaced > 0 {
+        plan.left_alone = Some(left(path.clone(), "string-too-long", unplaced));
+    }
+    if !slots.is_empty() {
+        plan.binary = Some(BinaryRecord {
+            path,
+            macho: facts.kind == FileKind::MachO,
+            slots,
+        });
+    }
+    Ok(())
+}
+
+fn read_all(file: &std::fs::File, size: u64) -> std::io::Result<Vec<u8>> {
+    let mut content = vec![0u8; size as usize];
+    file.read_exact_at(&mut content, 0)?;
+    Ok(content)
+}
+
+/// What happens to a symlink: an absolute target inside the prefix becomes the equivalent
+/// relative target. Returns the new target, or `None` to keep it.
+pub fn plan_symlink(path: &[u8], target: &[u8], prefix: &[u8]) -> Option<Vec<u8>> {
+    let inside = if target == prefix {
+        &b""[..]
+    } else {
+        target.strip_prefix(prefix)?.strip_prefix(b"/")?
+    };
+    Some(shebang::relative_path(dir_of(path), inside))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_symlinks_into_the_prefix_become_relative() {
+        assert_eq!(
+            plan_symlink(b"lib/libx.so", b"/env/lib/libx.so.1", b"/env").unwrap(),
+            b"libx.so.1"
+        );
+        assert_eq!(
+            plan_symlink(b"bin/go", b"/env/go/bin/go", b"/env").unwrap(),
+            b"../go/bin/go"
+        );
+        assert_eq!(plan_symlink(b"a", b"/env", b"/env").unwrap(), b".");
+        assert!(plan_symlink(b"bin/x", b"/usr/bin/x", b"/env").is_none());
+        assert!(plan_symlink(b"bin/x", b"/env2/bin/x", b"/env").is_none());
+        assert!(plan_symlink(b"bin/python3", b"python3.11", b"/env").is_none());
+    }
+}
