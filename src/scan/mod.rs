@@ -104,11 +104,17 @@ fn skipped_at_top(name: &[u8]) -> bool {
 }
 
 /// Compares archive paths component by component, so a directory's contents follow it
-/// directly, with gopack's own `.gopack/` metadata first.
+/// directly, with gopack's own `.gopack/` metadata first and its manifest the first file (so
+/// `inspect` reads only the start of a bundle).
 pub fn archive_order(a: &[u8], b: &[u8]) -> Ordering {
-    let meta = |p: &[u8]| !(p == b".gopack" || p.starts_with(b".gopack/"));
-    meta(a)
-        .cmp(&meta(b))
+    let rank = |p: &[u8]| match p {
+        b".gopack" => 0,
+        b".gopack/manifest.json" => 1,
+        _ if p.starts_with(b".gopack/") => 2,
+        _ => 3,
+    };
+    rank(a)
+        .cmp(&rank(b))
         .then_with(|| a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/')))
 }
 

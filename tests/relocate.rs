@@ -1,0 +1,209 @@
+//! The promise: a bundle extracted anywhere (a longer path, a path with spaces) on a host with
+//! no Python, conda or gopack works after `bin/gopack-unpack` under dash or busybox sh with only
+//! POSIX tools on PATH, keeps working once the original environment is gone, and relocates
+//! again after another move.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::*;
+
+/// Runs `bin/gopack-unpack` of `prefix` with `shell` and a PATH holding only POSIX tools.
+fn unpack_with(shell: &[&str], prefix: &Path, posix: &Path) -> String {
+    let mut command = Command::new(shell[0]);
+    command
+        .args(&shell[1..])
+        .arg(prefix.join("bin/gopack-unpack"));
+    command.env_clear().env("PATH", posix);
+    run_ok(&mut command)
+}
+
+/// Runs a program of the environment with a clean environment (no PATH entry for it).
+fn in_env(program: &Path, args: &[&str]) -> String {
+    run_ok(
+        Command::new(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", std::env::temp_dir()),
+    )
+}
+
+fn check_environment(prefix: &Path, check_config_script: bool) {
+    let python = prefix.join("bin/python3");
+    let out = in_env(
+        &python,
+        &[
+            "-c",
+            "import numpy, ssl, sqlite3, sys, sysconfig; \
+             print(sys.prefix); print(sysconfig.get_config_var('prefix')); \
+             print(numpy.__file__); print(int(numpy.arange(10).sum()))",
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    let prefix_text = prefix.to_str().unwrap();
+    assert_eq!(lines[0], prefix_text, "sys.prefix");
+    assert_eq!(lines[1], prefix_text, "sysconfig prefix");
+    assert!(lines[2].starts_with(prefix_text), "numpy from {}", lines[2]);
+    assert_eq!(lines[3], "45");
+    if check_config_script {
+        // CPython's own python-config script breaks on paths with spaces (it runs
+        // `cd $(dirname "$0")` unquoted), so it is checked where the path has none.
+        assert_eq!(
+            in_env(&prefix.join("bin/python3.11-config"), &["--prefix"]).trim(),
+            prefix_text
+        );
+    }
+    let hello = in_env(&prefix.join("bin/hello"), &[]);
+    assert!(
+        hello.starts_with("hello from libhello: Greetings"),
+        "{hello}"
+    );
+    assert_eq!(
+        in_env(&prefix.join("bin/hello"), &["--prefix"]).trim(),
+        prefix_text
+    );
+    assert_eq!(
+        in_env(&prefix.join("bin/hello-py"), &[]).trim(),
+        prefix_text
+    );
+    assert!(in_env(&prefix.join("bin/hello-py-unbuffered"), &[]).contains(prefix_text));
+    assert!(
+        in_env(&prefix.join("bin/demo-tool"), &[]).contains(&format!("demo-tool ok {prefix_text}"))
+    );
+    assert!(in_env(&prefix.join("bin/hello-sh"), &[]).contains("Greetings"));
+    let conf = std::fs::read_to_string(prefix.join("etc/hello/hello.conf")).unwrap();
+    assert!(conf.contains(prefix_text), "{conf}");
+}
+
+fn check_go(prefix: &Path) {
+    let out = run_ok(
+        Command::new(prefix.join("bin/go"))
+            .args(["env", "GOROOT"])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", std::env::temp_dir()),
+    );
+    assert_eq!(out.trim(), prefix.join("go").to_str().unwrap());
+    assert_eq!(
+        std::fs::read_link(prefix.join("bin/go")).unwrap().to_str(),
+        Some("../go/bin/go")
+    );
+}
+
+fn activate_round_trip(shell: &str, prefix: &Path) {
+    let script = format!(
+        "PS1='$ '; before=\"$PATH\"; . '{p}/bin/activate' || exit 9; \
+         echo \"prefix=$CONDA_PREFIX\"; echo \"state=$GOPACK_STATE_VAR\"; echo \"hello=$HELLO_ACTIVATED\"; \
+         echo \"toolchain=$GOTOOLCHAIN\"; echo \"ps1=$PS1\"; command -v python3; \
+         deactivate; [ \"$PATH\" = \"$before\" ] && echo path-restored; \
+         echo \"after=${{CONDA_PREFIX-unset}} ${{GOPACK_STATE_VAR-unset}} ${{GOTOOLCHAIN-unset}}\"; echo \"ps1=$PS1\"",
+        p = prefix.display()
+    );
+    let out = run_ok(
+        Command::new(shell)
+            .arg("-c")
+            .arg(&script)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", std::env::temp_dir()),
+    );
+    let prefix_text = prefix.to_str().unwrap();
+    assert!(
+        out.contains(&format!("prefix={prefix_text}\n")),
+        "{shell}: {out}"
+    );
+    assert!(out.contains("state=from-state\n"), "{shell}: {out}");
+    assert!(out.contains("hello=1\n"), "{shell}: {out}");
+    assert!(out.contains("toolchain=local\n"), "{shell}: {out}");
+    assert!(
+        out.contains(&format!("{prefix_text}/bin/python3\n")),
+        "{shell}: {out}"
+    );
+    assert!(out.contains("path-restored\n"), "{shell}: {out}");
+    assert!(out.contains("after=unset unset unset\n"), "{shell}: {out}");
+    assert!(out.ends_with("ps1=$ \n"), "{shell}: {out}");
+}
+
+#[test]
+fn bundle_relocates_anywhere_without_python_and_again_after_a_move() {
+    let scratch = Scratch::new();
+    let env = scratch.env("src/env", &["--go"]);
+    let bundle = scratch.path("env.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    let posix = posix_bin(&scratch.path("posix-bin"), false);
+    let busybox = posix_bin(&scratch.path("busybox-bin"), true);
+
+    let longer =
+        scratch.path("a-much-longer-destination-directory/for/the/relocated/environment/env");
+    let spaced = scratch.path("dest with spaces/env");
+    extract(&bundle, &longer);
+    extract(&bundle, &spaced);
+    let out = unpack_with(&["/usr/bin/dash"], &longer, &posix);
+    assert!(out.contains("relocated"), "{out}");
+    let out = unpack_with(
+        &[which("busybox").to_str().unwrap(), "sh"],
+        &spaced,
+        &busybox,
+    );
+    assert!(out.contains("relocated"), "{out}");
+    // Running it again is a no-op.
+    let out = unpack_with(&["/usr/bin/dash"], &longer, &posix);
+    assert!(out.contains("already relocated"), "{out}");
+
+    // The original environment is gone: nothing may still point at it.
+    let away = scratch.path("src/env-moved-away");
+    std::fs::rename(&env, &away).unwrap();
+    check_environment(&longer, true);
+    check_environment(&spaced, false);
+    check_go(&longer);
+    check_go(&spaced);
+    activate_round_trip("bash", &longer);
+    activate_round_trip("dash", &longer);
+    activate_round_trip("bash", &spaced);
+
+    // Move again; activation notices and relocates first, and so does gopack-unpack.
+    let moved = scratch.path("moved/again/env");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&longer, &moved).unwrap();
+    activate_round_trip("bash", &moved);
+    check_environment(&moved, true);
+    let moved2 = scratch.path("moved/once more/env");
+    std::fs::create_dir_all(moved2.parent().unwrap()).unwrap();
+    std::fs::rename(&moved, &moved2).unwrap();
+    let out = unpack_with(
+        &[which("busybox").to_str().unwrap(), "sh"],
+        &moved2,
+        &busybox,
+    );
+    assert!(out.contains("relocated"), "{out}");
+    check_environment(&moved2, false);
+    check_go(&moved2);
+}
+
+#[test]
+fn a_target_too_long_for_binary_strings_changes_nothing() {
+    let scratch = Scratch::new();
+    let env = scratch.env("env", &[]);
+    let bundle = scratch.path("env.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    // bin/hello was built under a 255-byte placeholder: its strings have room for 255 bytes.
+    let too_long = scratch.path(&format!("{}/env", "d".repeat(250)));
+    extract(&bundle, &too_long);
+    let before = tree_snapshot(&too_long);
+    let posix = posix_bin(&scratch.path("posix-bin"), false);
+    let output = Command::new("/usr/bin/dash")
+        .arg(too_long.join("bin/gopack-unpack"))
+        .env_clear()
+        .env("PATH", &posix)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("too long") && stderr.contains("bin/hello"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert_eq!(tree_snapshot(&too_long), before);
+}

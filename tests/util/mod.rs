@@ -1,0 +1,205 @@
+//! Helpers for the integration tests: fixture environments built by `fixtures/build_env.py`
+//! (cached under `target/fixture-cache`), and running the real `gopack` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture_cache() -> PathBuf {
+    std::env::var_os("GOPACK_FIXTURE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/fixture-cache"))
+}
+
+/// Builds a fixture environment at `prefix` with `build_env.py` options (`--go`, `--variant X`).
+pub fn build_env(prefix: &Path, options: &[&str]) {
+    let output = Command::new("python3")
+        .arg(repo().join("fixtures/build_env.py"))
+        .arg(prefix)
+        .arg("--cache")
+        .arg(fixture_cache())
+        .arg("--quiet")
+        .args(options)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "fixture build failed for {}:\n{}{}",
+        prefix.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A temporary directory that holds one test's environments and bundles.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let base = repo().join("target/test-scratch");
+        std::fs::create_dir_all(&base).unwrap();
+        Scratch {
+            dir: tempfile::Builder::new()
+                .prefix("t")
+                .tempdir_in(base)
+                .unwrap(),
+        }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// A fixture environment at `<scratch>/<relative>`.
+    pub fn env(&self, relative: &str, options: &[&str]) -> PathBuf {
+        let prefix = self.path(relative);
+        std::fs::create_dir_all(prefix.parent().unwrap()).unwrap();
+        build_env(&prefix, options);
+        prefix
+    }
+}
+
+/// The built `gopack` binary, with progress bars off.
+pub fn gopack() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gopack"));
+    command.env("GOPACK_NO_PROGRESS", "1");
+    command
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "status: {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Runs a command and asserts it succeeded; returns its stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed\n{}",
+        text(&output)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs a command that must fail with `code`; returns its stderr.
+pub fn run_fails(command: &mut Command, code: i32) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{command:?}\n{}",
+        text(&output)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `gopack create -p PREFIX -o OUTPUT ARGS…`, asserting success.
+pub fn pack(prefix: &Path, output: &Path, args: &[&str]) -> String {
+    run_ok(
+        gopack()
+            .arg("create")
+            .arg("-p")
+            .arg(prefix)
+            .arg("-o")
+            .arg(output)
+            .args(args),
+    )
+}
+
+/// The bundle's manifest, through `gopack inspect --json`.
+pub fn manifest(bundle: &Path) -> serde_json::Value {
+    let out = run_ok(gopack().arg("inspect").arg("--json").arg(bundle));
+    serde_json::from_str(&out).expect("inspect --json prints JSON")
+}
+
+/// Extracts a bundle with the system's tar (GNU tar reads zstd).
+pub fn extract(bundle: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(bundle)
+            .arg("-C")
+            .arg(dest),
+    );
+}
+
+/// A directory holding only the POSIX utilities gopack-unpack may use, as links to `provider`
+/// (`None`: the system's own, or busybox applets).
+pub fn posix_bin(dir: &Path, busybox: bool) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for tool in [
+        "cat", "cp", "dd", "mv", "rm", "sed", "touch", "chmod", "readlink", "id",
+    ] {
+        let link = dir.join(tool);
+        let _ = std::fs::remove_file(&link);
+        if busybox {
+            std::os::unix::fs::symlink(which("busybox"), &link).unwrap();
+        } else {
+            std::os::unix::fs::symlink(which(tool), &link).unwrap();
+        }
+    }
+    dir.to_path_buf()
+}
+
+pub fn which(tool: &str) -> PathBuf {
+    for dir in ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+        let path = Path::new(dir).join(tool);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("`{tool}` is not installed; .ci/run installs it (apt-get install {tool})");
+}
+
+/// sha256 of a file.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// Every path under `root` with its type, mode, link target and content hash, sorted: two
+/// equal snapshots mean two equal trees.
+pub fn tree_snapshot(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name().min_depth(1) {
+        let entry = entry.unwrap();
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let meta = entry.path().symlink_metadata().unwrap();
+        let mode = meta.permissions().mode() & 0o7777;
+        let line = if meta.file_type().is_symlink() {
+            format!(
+                "{rel} -> {}",
+                std::fs::read_link(entry.path()).unwrap().display()
+            )
+        } else if meta.is_dir() {
+            format!("{rel}/ {mode:o}")
+        } else {
+            format!("{rel} {mode:o} {}", sha256_file(entry.path()))
+        };
+        out.push(line);
+    }
+    out
+}
