@@ -163,7 +163,7 @@ mod tests {
         let (prefix, name) = split_ustar(&long).unwrap();
         assert_eq!(prefix.len(), 120);
         assert_eq!(name.len(), 90);
-        assert!(split_ustar(&vec![b'x'; 150]).is_none());
+        assert!(split_ustar(&[b'x'; 150]).is_none());
     }
 
     #[test]

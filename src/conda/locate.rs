@@ -60,10 +60,10 @@ impl LookupContext {
 /// [`Error::EnvironmentNotFound`] listing every place searched and the names found there.
 pub fn find_by_name(name: &str, context: &LookupContext) -> Result<PathBuf> {
     let roots = installation_roots(context);
-    if name == "base" {
-        if let Some(root) = roots.iter().find(|root| is_env(root)) {
-            return Ok(root.clone());
-        }
+    if name == "base"
+        && let Some(root) = roots.iter().find(|root| is_env(root))
+    {
+        return Ok(root.clone());
     }
     let mut searched = Vec::new();
     let mut found = BTreeSet::new();

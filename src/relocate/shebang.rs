@@ -68,10 +68,10 @@ pub fn family(interpreter: &[u8]) -> Option<Family> {
         .next()
         .unwrap_or(interpreter);
     let name = std::str::from_utf8(name).ok()?;
-    if let Some(version) = name.strip_prefix("python") {
-        if version.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            return Some(Family::Python);
-        }
+    if let Some(version) = name.strip_prefix("python")
+        && version.chars().all(|c| c.is_ascii_digit() || c == '.')
+    {
+        return Some(Family::Python);
     }
     match name {
         "sh" | "bash" | "dash" | "zsh" | "ksh" | "mksh" | "ash" => Some(Family::Shell),

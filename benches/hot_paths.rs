@@ -1,0 +1,109 @@
+//! Criterion benchmarks of gopack's hot paths: reading a file once for its hash, kind and
+//! prefix occurrences; deterministic tar headers; text and C-string rewriting.
+
+use std::hint::black_box;
+use std::io::Write;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use memchr::memmem::Finder;
+
+use gopack::archive::header::{Member, write_header};
+use gopack::relocate::binary::slot_at;
+use gopack::relocate::text::replace_all;
+use gopack::scan::content::analyse;
+
+const PREFIX: &[u8] = b"/opt/conda/envs/analytics-service-prod";
+
+/// 32 MiB of binary-looking data with a prefix string every 64 KiB.
+fn sample() -> Vec<u8> {
+    let mut data = Vec::with_capacity(32 << 20);
+    let mut state: u32 = 0x1234_5678;
+    while data.len() < 32 << 20 {
+        if data.len() % (64 << 10) == 0 {
+            data.extend_from_slice(PREFIX);
+            data.extend_from_slice(b"/lib/python3.11\0");
+        }
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        data.push((state >> 24) as u8);
+    }
+    data
+}
+
+fn bench_analyse(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blob.so");
+    let data = sample();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(&data)
+        .unwrap();
+    let finder = Finder::new(PREFIX);
+    let mut group = c.benchmark_group("analyse");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.bench_function("hash+kind+prefix search, 32 MiB", |b| {
+        b.iter(|| analyse(&path, b"blob.so", data.len() as u64, &finder).unwrap())
+    });
+    group.finish();
+}
+
+fn bench_headers(c: &mut Criterion) {
+    let paths: Vec<Vec<u8>> = (0..10_000)
+        .map(|i| {
+            format!(
+                "lib/python3.11/site-packages/package_{}/module_{i}.py",
+                i % 97
+            )
+            .into_bytes()
+        })
+        .collect();
+    let mut group = c.benchmark_group("tar headers");
+    group.throughput(Throughput::Elements(paths.len() as u64));
+    group.bench_function("10k ustar headers", |b| {
+        b.iter(|| {
+            let mut sink = std::io::sink();
+            for path in &paths {
+                let member = Member {
+                    path,
+                    entry_type: tar::EntryType::Regular,
+                    mode: 0o644,
+                    mtime: 1_700_000_000,
+                    size: 1234,
+                    link: None,
+                };
+                write_header(&mut sink, &member).unwrap();
+            }
+        })
+    });
+    group.finish();
+}
+
+fn bench_rewrite(c: &mut Criterion) {
+    let text: Vec<u8> = (0..20_000)
+        .flat_map(|i| {
+            format!(
+                "'LIBDIR': '{}/lib', 'n': {i},\n",
+                String::from_utf8_lossy(PREFIX)
+            )
+            .into_bytes()
+        })
+        .collect();
+    let mut group = c.benchmark_group("rewrite");
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    group.bench_function("text replace_all", |b| {
+        b.iter(|| {
+            replace_all(
+                black_box(&text),
+                PREFIX,
+                b"/srv/app/a-longer-target-prefix/env",
+            )
+        })
+    });
+    group.finish();
+    let data = sample();
+    c.bench_function("C-string slot at a hit", |b| {
+        b.iter(|| slot_at(black_box(&data[..8192 * 2]), 0, 0, PREFIX, Some(255)).unwrap())
+    });
+}
+
+criterion_group!(benches, bench_analyse, bench_headers, bench_rewrite);
+criterion_main!(benches);
