@@ -21,3 +21,4 @@ pub mod manifest;
 pub mod plan;
 pub mod relocate;
 pub mod scripts;
+pub mod unpack;

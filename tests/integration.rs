@@ -2,4 +2,5 @@
 
 mod create;
 mod relocate;
+mod unpack;
 mod util;

@@ -21,6 +21,25 @@ pub enum Command {
     Create(CreateArgs),
     /// Show what a bundle holds, without extracting it.
     Inspect(InspectArgs),
+    /// Extract a bundle, verify every file and relocate it, natively (the bundle's own
+    /// bin/gopack-unpack does the same with only a POSIX shell).
+    Unpack(UnpackArgs),
+}
+
+/// `gopack unpack`.
+#[derive(Debug, Args)]
+pub struct UnpackArgs {
+    /// The bundle.
+    pub bundle: PathBuf,
+    /// Where the environment goes (created; it must not exist or be empty unless -f).
+    #[arg(short = 'd', long = "dest")]
+    pub dest: PathBuf,
+    /// Replace a non-empty destination.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// No progress bar or summary.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 /// `gopack create`.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{CommandFactory, FromArgMatches};
 
-use args::{Cli, Command, CreateArgs, InspectArgs};
+use args::{Cli, Command, CreateArgs, InspectArgs, UnpackArgs};
 use gopack::archive::{Format, WriteOptions};
 use gopack::conda::locate::{self, LookupContext};
 use gopack::create::CreateOptions;
@@ -50,6 +50,7 @@ pub fn main() -> ExitCode {
             run_create(args, filter_order(sub))
         }
         Command::Inspect(args) => run_inspect(args),
+        Command::Unpack(args) => run_unpack(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -205,6 +206,39 @@ fn run_create(args: CreateArgs, rules: Vec<(usize, RuleKind, String)>) -> Result
             summary.bundle.path.display(),
             human_bytes(summary.bundle.size),
             started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn run_unpack(args: UnpackArgs) -> Result<(), Error> {
+    let UnpackArgs {
+        bundle,
+        dest,
+        force,
+        quiet,
+    } = args;
+    let options = gopack::unpack::UnpackOptions {
+        bundle,
+        dest,
+        force,
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = Arc::clone(&cancel);
+        let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::SeqCst));
+    }
+    let reporter = TerminalReporter::new(quiet);
+    let result = gopack::unpack::unpack(&options, &cancel, &reporter);
+    reporter.finish();
+    let summary = result?;
+    if !quiet {
+        eprintln!(
+            "unpacked {} entries into {} ({} files verified, {} relocated)",
+            summary.entries,
+            summary.dest.display(),
+            summary.verified,
+            summary.relocated
         );
     }
     Ok(())

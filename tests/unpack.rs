@@ -1,0 +1,214 @@
+//! `gopack unpack`: the same tree as `tar -x` + `bin/gopack-unpack`, verification against the
+//! manifest, and hostile, corrupt, truncated or tampered bundles refused with nothing written.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::*;
+
+fn unpack(bundle: &Path, dest: &Path) -> Command {
+    let mut command = gopack();
+    command.arg("unpack").arg(bundle).arg("-d").arg(dest);
+    command
+}
+
+fn no_staging_left(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".gopack-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn native_unpack_matches_tar_plus_script_and_works() {
+    let scratch = Scratch::new();
+    let env = scratch.env("src/env", &[]);
+    let bundle = scratch.path("env.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    let dest = scratch.path("target dir/env");
+    run_ok(&mut unpack(&bundle, &dest));
+    let native = tree_snapshot(&dest);
+    std::fs::rename(&dest, scratch.path("native")).unwrap();
+    extract(&bundle, &dest);
+    let posix = posix_bin(&scratch.path("posix-bin"), false);
+    run_ok(
+        Command::new("/usr/bin/dash")
+            .arg(dest.join("bin/gopack-unpack"))
+            .env_clear()
+            .env("PATH", &posix),
+    );
+    let scripted = tree_snapshot(&dest);
+    assert_eq!(native, scripted);
+
+    std::fs::rename(&env, scratch.path("src/away")).unwrap();
+    let out = run_ok(
+        Command::new(dest.join("bin/python3"))
+            .env_clear()
+            .args(["-c", "import sys, numpy; print(sys.prefix)"]),
+    );
+    assert_eq!(out.trim(), dest.to_str().unwrap());
+    let out = run_ok(
+        Command::new("/usr/bin/dash")
+            .arg(dest.join("bin/gopack-unpack"))
+            .env_clear()
+            .env("PATH", &posix),
+    );
+    assert!(out.contains("already relocated"), "{out}");
+
+    // A non-empty destination needs -f, which replaces it whole.
+    let stderr = run_fails(&mut unpack(&bundle, &dest), 1);
+    assert!(
+        stderr.contains("not empty") && stderr.contains("-f"),
+        "{stderr}"
+    );
+    std::fs::write(dest.join("stray-file"), b"x").unwrap();
+    run_ok(unpack(&bundle, &dest).arg("-f"));
+    assert!(!dest.join("stray-file").exists());
+    no_staging_left(dest.parent().unwrap());
+}
+
+/// A tar stream whose first member is a minimal manifest, then `entries` written with raw names
+/// (the tar crate refuses to write hostile names itself).
+fn hostile_bundle(path: &Path, entries: &[(&[u8], tar::EntryType, &[u8], &[u8])]) {
+    let manifest =
+        br#"{"format_version":1,"gopack_version":"0","source_prefix":"/x","platform":"linux-64",
+        "packages":[],"pip_packages":[],"go_binaries":[],
+        "relocation":{"source_prefix":"/x","text":[],"binary":[],"fixed":[],"left_alone":[]},
+        "totals":{"files":0,"symlinks":0,"hardlinks":0,"dirs":0,"bytes":0},"files":[]}"#;
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut all: Vec<(&[u8], tar::EntryType, &[u8], &[u8])> = vec![(
+        b".gopack/manifest.json",
+        tar::EntryType::Regular,
+        b"",
+        manifest,
+    )];
+    all.extend_from_slice(entries);
+    for (name, kind, link, data) in all {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(kind);
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        let old = header.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name);
+        old.linkname[..link.len()].copy_from_slice(link);
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    }
+    std::fs::write(path, builder.into_inner().unwrap()).unwrap();
+}
+
+#[test]
+fn hostile_bundles_are_refused_and_nothing_is_written() {
+    use tar::EntryType::*;
+    let scratch = Scratch::new();
+    let cases: Vec<(&str, Vec<(&[u8], tar::EntryType, &[u8], &[u8])>, &str)> = vec![
+        ("parent", vec![(b"../evil", Regular, b"", b"x")], "../evil"),
+        (
+            "absolute",
+            vec![(b"/tmp/gopack-evil-abs", Regular, b"", b"x")],
+            "/tmp/gopack-evil-abs",
+        ),
+        (
+            "symlink-out",
+            vec![(b"link", Symlink, b"../../outside", b"")],
+            "link",
+        ),
+        (
+            "symlink-abs",
+            vec![(b"link", Symlink, b"/etc", b"")],
+            "link",
+        ),
+        (
+            "through-link",
+            vec![(b"d", Symlink, b".", b""), (b"d/evil", Regular, b"", b"x")],
+            "d/evil",
+        ),
+        (
+            "chain",
+            vec![
+                (b"s", Symlink, b".", b""),
+                (b"a", Symlink, b"s/s/s/../../escape", b""),
+            ],
+            "a",
+        ),
+        (
+            "hardlink-out",
+            vec![(b"h", Link, b"../../etc/passwd", b"")],
+            "h",
+        ),
+        ("device", vec![(b"dev", Char, b"", b"")], "dev"),
+        ("fifo", vec![(b"fifo", Fifo, b"", b"")], "fifo"),
+    ];
+    for (name, entries, named) in cases {
+        let bundle = scratch.path(&format!("{name}.tar"));
+        hostile_bundle(&bundle, &entries);
+        let dest = scratch.path(&format!("out/{name}/env"));
+        let stderr = run_fails(&mut unpack(&bundle, &dest), 1);
+        assert!(stderr.contains(&format!("`{named}`")), "{name}: {stderr}");
+        assert!(!dest.exists(), "{name}: destination was created");
+        no_staging_left(dest.parent().unwrap());
+    }
+    assert!(!scratch.path("out/evil").exists());
+    assert!(!Path::new("/tmp/gopack-evil-abs").exists());
+}
+
+#[test]
+fn corrupt_truncated_and_tampered_bundles_are_refused() {
+    let scratch = Scratch::new();
+    let env = scratch.env("env", &[]);
+    let bundle = scratch.path("env.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    let bytes = std::fs::read(&bundle).unwrap();
+
+    let corrupt = scratch.path("corrupt.tar.zst");
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x55;
+    std::fs::write(&corrupt, &flipped).unwrap();
+    let truncated = scratch.path("truncated.tar.zst");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    for bad in [&corrupt, &truncated] {
+        let dest = scratch.path("dest/env");
+        let stderr = run_fails(&mut unpack(bad, &dest), 1);
+        assert!(
+            stderr.contains("corrupt") || stderr.contains("truncated"),
+            "{stderr}"
+        );
+        assert!(!dest.exists());
+        no_staging_left(&scratch.path("dest"));
+    }
+
+    // A plain tar whose file content was altered after packing fails its sha256.
+    let plain = scratch.path("env.tar");
+    pack(&env, &plain, &["-q"]);
+    let mut tar_bytes = std::fs::read(&plain).unwrap();
+    let at = memchr_find(&tar_bytes, b"Greetings from the gopack").expect("greeting in the tar");
+    tar_bytes[at] = b'g';
+    std::fs::write(&plain, &tar_bytes).unwrap();
+    let dest = scratch.path("dest/env");
+    let stderr = run_fails(&mut unpack(&plain, &dest), 1);
+    assert!(stderr.contains("does not match its sha256"), "{stderr}");
+    assert!(!dest.exists());
+
+    // Not a gopack bundle at all.
+    let foreign = scratch.path("foreign.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&foreign)
+            .arg("-C")
+            .arg(&env)
+            .arg("etc"),
+    );
+    let stderr = run_fails(&mut unpack(&foreign, &dest), 1);
+    assert!(stderr.contains("not written by gopack"), "{stderr}");
+    let stderr = run_fails(gopack().arg("inspect").arg(&foreign), 1);
+    assert!(stderr.contains("not written by gopack"), "{stderr}");
+}
+
+fn memchr_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
