@@ -70,16 +70,19 @@ fn native_unpack_matches_tar_plus_script_and_works() {
     no_staging_left(dest.parent().unwrap());
 }
 
+/// A raw archive member: name, type, link target, content.
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
 /// A tar stream whose first member is a minimal manifest, then `entries` written with raw names
 /// (the tar crate refuses to write hostile names itself).
-fn hostile_bundle(path: &Path, entries: &[(&[u8], tar::EntryType, &[u8], &[u8])]) {
+fn hostile_bundle(path: &Path, entries: &[RawEntry<'_>]) {
     let manifest =
         br#"{"format_version":1,"gopack_version":"0","source_prefix":"/x","platform":"linux-64",
         "packages":[],"pip_packages":[],"go_binaries":[],
         "relocation":{"source_prefix":"/x","text":[],"binary":[],"fixed":[],"left_alone":[]},
         "totals":{"files":0,"symlinks":0,"hardlinks":0,"dirs":0,"bytes":0},"files":[]}"#;
     let mut builder = tar::Builder::new(Vec::new());
-    let mut all: Vec<(&[u8], tar::EntryType, &[u8], &[u8])> = vec![(
+    let mut all: Vec<RawEntry<'_>> = vec![(
         b".gopack/manifest.json",
         tar::EntryType::Regular,
         b"",
@@ -104,7 +107,7 @@ fn hostile_bundle(path: &Path, entries: &[(&[u8], tar::EntryType, &[u8], &[u8])]
 fn hostile_bundles_are_refused_and_nothing_is_written() {
     use tar::EntryType::*;
     let scratch = Scratch::new();
-    let cases: Vec<(&str, Vec<(&[u8], tar::EntryType, &[u8], &[u8])>, &str)> = vec![
+    let cases: Vec<(&str, Vec<RawEntry<'_>>, &str)> = vec![
         ("parent", vec![(b"../evil", Regular, b"", b"x")], "../evil"),
         (
             "absolute",
