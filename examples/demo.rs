@@ -73,6 +73,7 @@ fn demo(with_go: bool) -> Result<(), String> {
             arcroot: None,
             force: true,
         },
+        go: Default::default(),
     };
     let started = std::time::Instant::now();
     let summary = create(&options, &AtomicBool::new(false), &Printer).map_err(|e| e.to_string())?;

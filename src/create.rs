@@ -8,6 +8,8 @@ use std::sync::atomic::AtomicBool;
 use crate::archive::{self, WriteOptions, Written};
 use crate::conda::CondaEnv;
 use crate::error::Result;
+use crate::go::build::{self as go_build, GoBuildOptions};
+use crate::go::{GoBinary, Origin};
 use crate::manifest::{MANIFEST_PATH, Manifest};
 use crate::plan::{self, Body, Plan, PlanOptions, PlannedEntry};
 use crate::progress::{Reporter, Warning};
@@ -28,6 +30,8 @@ pub struct CreateOptions {
     pub plan: PlanOptions,
     /// How to write.
     pub write: WriteOptions,
+    /// Go services to build into the bundle.
+    pub go: GoBuildOptions,
 }
 
 /// What `create` did.
@@ -57,18 +61,121 @@ pub struct Summary {
 ///
 /// # Errors
 /// Everything [`CondaEnv::open`], [`scan::scan`] and [`plan::plan`] report.
+/// Go binaries are built into `go_staging`, which must outlive the plan's use.
 pub fn plan_bundle(
     prefix: &std::path::Path,
     scan_options: &ScanOptions,
     plan_options: &PlanOptions,
+    go_options: &GoBuildOptions,
+    go_staging: &std::path::Path,
     reporter: &dyn Reporter,
 ) -> Result<Plan> {
     reporter.stage("scanning");
     let env = CondaEnv::open(prefix)?;
     let inventory = scan::scan(&env, scan_options, reporter)?;
     let mut plan = plan::plan(&env, inventory, plan_options, reporter)?;
+    if go_options.any() {
+        add_go_binaries(&mut plan, go_options, go_staging, reporter)?;
+    }
     add_generated(&mut plan, reporter);
     Ok(plan)
+}
+
+/// Builds the requested Go services for the environment's platform and puts them in `bin/`,
+/// replacing same-named files of the environment (with a warning).
+fn add_go_binaries(
+    plan: &mut Plan,
+    options: &GoBuildOptions,
+    staging: &std::path::Path,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    reporter.stage("building Go");
+    let go = go_build::find_toolchain(&plan.prefix, options.toolchain.as_deref())?;
+    let vars = scripts::env_vars(&plan.prefix);
+    let targets = go_build::targets(&plan.prefix, &go, &plan.platform, &vars, options)?;
+    let built = go_build::build_all(&go, &plan.platform, &targets, options, staging)?;
+    let mtime = generated_mtime(plan);
+    let finder =
+        memchr::memmem::Finder::new(plan.prefix.as_os_str().as_encoded_bytes()).into_owned();
+    for binary in built {
+        let path = go_build::archive_path(&binary);
+        let size = std::fs::metadata(&binary.path)
+            .map_err(|source| crate::Error::io("cannot read a built Go binary", source))?
+            .len();
+        let facts = crate::scan::content::analyse(&binary.path, &path, size, &finder)?;
+        let file = std::fs::File::open(&binary.path)
+            .map_err(|source| crate::Error::io("cannot read a built Go binary", source))?;
+        let build_info = facts
+            .go_buildinfo
+            .iter()
+            .find_map(|&offset| crate::go::buildinfo::read_at(&file, offset).ok())
+            .ok_or_else(|| crate::Error::GoBinary {
+                path: binary.path.clone(),
+                message: "the built binary has no readable Go build info".into(),
+            })?;
+        if let Some(index) = plan.entries.iter().position(|p| p.entry.path == path) {
+            let existing = plan.entries.remove(index);
+            reporter.warning(&Warning::Replaced {
+                path: existing.entry.display(),
+                by: format!("the Go binary built from `{}`", binary.target.dir.display()),
+            });
+            plan.go_binaries.retain(|g| g.path.0 != path);
+            plan.relocation.text.retain(|record| record.path.0 != path);
+            plan.relocation
+                .binary
+                .retain(|record| record.path.0 != path);
+            plan.relocation
+                .left_alone
+                .retain(|record| record.path.0 != path);
+        }
+        plan.go_binaries.push(GoBinary {
+            path: ByteString(path.clone()),
+            sha256: hex::encode(facts.sha256),
+            origin: Origin::Built,
+            build_info,
+        });
+        if !plan.entries.iter().any(|p| p.entry.path == b"bin") {
+            plan.entries.push(PlannedEntry {
+                entry: Entry {
+                    path: b"bin".to_vec(),
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                    mtime,
+                    size: 0,
+                },
+                body: Body::None,
+            });
+        }
+        plan.entries.push(PlannedEntry {
+            entry: Entry {
+                path,
+                kind: EntryKind::File,
+                mode: 0o755,
+                mtime,
+                size,
+            },
+            body: Body::External {
+                source: binary.path.clone(),
+                sha256: facts.sha256,
+                size,
+            },
+        });
+    }
+    plan.go_binaries.sort_by(|a, b| a.path.cmp(&b.path));
+    plan.entries
+        .sort_by(|a, b| archive_order(&a.entry.path, &b.entry.path));
+    Ok(())
+}
+
+/// The mtime of gopack's own members: the newest conda-meta record's, so it is the same on
+/// every run for the same environment (no pack-time clock).
+fn generated_mtime(plan: &Plan) -> u64 {
+    plan.entries
+        .iter()
+        .filter(|p| p.entry.path.starts_with(b"conda-meta/"))
+        .map(|p| p.entry.mtime)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Packs an environment into a bundle.
@@ -81,7 +188,18 @@ pub fn create(
     reporter: &dyn Reporter,
 ) -> Result<Summary> {
     archive::check_output(&options.output, options.write.force)?;
-    let plan = plan_bundle(&options.prefix, &options.scan, &options.plan, reporter)?;
+    let go_staging = tempfile::Builder::new()
+        .prefix("gopack-go-")
+        .tempdir()
+        .map_err(|source| crate::Error::io("cannot create a directory for Go builds", source))?;
+    let plan = plan_bundle(
+        &options.prefix,
+        &options.scan,
+        &options.plan,
+        &options.go,
+        go_staging.path(),
+        reporter,
+    )?;
     let bundle = archive::write_bundle(&plan, &options.output, &options.write, cancel, reporter)?;
     Ok(Summary {
         bundle,
@@ -104,13 +222,7 @@ const GENERATED_MARK: &[u8] = b"Generated by gopack";
 /// same name in the environment, then the manifest, which describes everything else.
 fn add_generated(plan: &mut Plan, reporter: &dyn Reporter) {
     let source_prefix = plan.relocation.source_prefix.0.clone();
-    let mtime = plan
-        .entries
-        .iter()
-        .filter(|p| p.entry.path.starts_with(b"conda-meta/"))
-        .map(|p| p.entry.mtime)
-        .max()
-        .unwrap_or(0);
+    let mtime = generated_mtime(plan);
     let vars = scripts::env_vars(&plan.prefix);
     let generated: Vec<(&[u8], u32, Vec<u8>)> = vec![
         (

@@ -105,7 +105,9 @@ impl Manifest {
             };
             let (size, sha256) = match &planned.body {
                 Body::None => (None, None),
-                Body::Disk { sha256, size, .. } => (Some(*size), Some(hex::encode(sha256))),
+                Body::Disk { sha256, size, .. } | Body::External { sha256, size, .. } => {
+                    (Some(*size), Some(hex::encode(sha256)))
+                }
                 Body::Generated(bytes) => {
                     use sha2::Digest;
                     (

@@ -42,6 +42,15 @@ pub enum Body {
     },
     /// A file gopack generates (scripts, metadata).
     Generated(Vec<u8>),
+    /// A file from outside the environment (a Go binary gopack built), streamed from `source`.
+    External {
+        /// Where the file is.
+        source: PathBuf,
+        /// sha256 of its bytes.
+        sha256: [u8; 32],
+        /// Its size.
+        size: u64,
+    },
 }
 
 /// One entry of the plan.
@@ -58,7 +67,7 @@ impl PlannedEntry {
     pub fn packed_size(&self) -> u64 {
         match &self.body {
             Body::None => 0,
-            Body::Disk { size, .. } => *size,
+            Body::Disk { size, .. } | Body::External { size, .. } => *size,
             Body::Generated(bytes) => bytes.len() as u64,
         }
     }

@@ -248,6 +248,18 @@ pub fn write_bundle(
                     write_error,
                 )?;
             }
+            Body::External { source, .. } => {
+                let mut file = File::open(source).map_err(|err| Error::Unreadable {
+                    path: source.clone(),
+                    source: err,
+                })?;
+                let copied = std::io::copy(&mut file, &mut out).map_err(write_error)?;
+                if copied != size {
+                    return Err(Error::ChangedDuringPack {
+                        path: source.clone(),
+                    });
+                }
+            }
         }
         write_padding(&mut out, size).map_err(write_error)?;
         members += 1;

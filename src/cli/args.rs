@@ -83,6 +83,29 @@ pub struct CreateArgs {
     /// Warn instead of failing when a Go binary is built for another platform.
     #[arg(long)]
     pub allow_foreign_go: bool,
+    /// Build the Go main package in DIR into the bundle's bin/ (repeatable; NAME=DIR names
+    /// the binary).
+    #[arg(long = "go", value_name = "[NAME=]DIR")]
+    pub go: Vec<String>,
+    /// Build every main package of the environment's Go workspace (go.work in the prefix or
+    /// src/, $GOWORK from its activation, or src/*/go.mod).
+    #[arg(long)]
+    pub go_workspace: bool,
+    /// The `go` to build with (default: the environment's own, then `go` on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub go_toolchain: Option<PathBuf>,
+    /// Extra -ldflags for Go builds.
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    pub go_ldflags: Option<String>,
+    /// Build tags for Go builds (comma-separated).
+    #[arg(long, value_name = "TAGS")]
+    pub go_tags: Option<String>,
+    /// Build Go with cgo (CGO_ENABLED=1) and a relocatable $ORIGIN/../lib rpath.
+    #[arg(long)]
+    pub cgo: bool,
+    /// Never download Go modules (GOPROXY=off); use vendor/ directories or the module cache.
+    #[arg(long)]
+    pub offline: bool,
     /// Overwrite an existing output.
     #[arg(short = 'f', long)]
     pub force: bool,

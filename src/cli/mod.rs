@@ -17,10 +17,12 @@ use gopack::archive::{Format, WriteOptions};
 use gopack::conda::locate::{self, LookupContext};
 use gopack::create::CreateOptions;
 use gopack::error::{Error, ErrorKind};
+use gopack::go::build::GoBuildOptions;
 use gopack::plan::PlanOptions;
 use gopack::scan::ScanOptions;
 use gopack::scan::filter::{Filter, RuleKind};
 use progress::TerminalReporter;
+use std::path::PathBuf;
 
 /// Runs gopack and returns its exit code.
 pub fn main() -> ExitCode {
@@ -111,10 +113,26 @@ fn resolve_create(
         ignore_missing_files,
         ignore_editable_packages,
         allow_foreign_go,
+        go,
+        go_workspace,
+        go_toolchain,
+        go_ldflags,
+        go_tags,
+        cgo,
+        offline,
         force,
         quiet,
         json,
     } = args;
+    let go_packages = go
+        .iter()
+        .map(|spec| match spec.split_once('=') {
+            Some((name, dir)) if !name.is_empty() && !name.contains('/') => {
+                (Some(name.to_string()), PathBuf::from(dir))
+            }
+            _ => (None, PathBuf::from(spec)),
+        })
+        .collect();
     let context = LookupContext::from_process();
     let prefix = match (name, prefix) {
         (_, Some(prefix)) => prefix,
@@ -173,6 +191,15 @@ fn resolve_create(
                 threads,
                 arcroot,
                 force,
+            },
+            go: GoBuildOptions {
+                packages: go_packages,
+                workspace: go_workspace,
+                toolchain: go_toolchain,
+                ldflags: go_ldflags,
+                tags: go_tags,
+                cgo,
+                offline,
             },
         },
         quiet,

@@ -1,6 +1,7 @@
 //! Go binaries: reading their build info ([`buildinfo`]) and describing each one that ends up
 //! in the bundle, collected from the environment or built by gopack.
 
+pub mod build;
 pub mod buildinfo;
 
 use serde::{Deserialize, Serialize};

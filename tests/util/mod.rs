@@ -159,13 +159,27 @@ pub fn posix_bin(dir: &Path, busybox: bool) -> PathBuf {
 }
 
 pub fn which(tool: &str) -> PathBuf {
-    for dir in ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
-        let path = Path::new(dir).join(tool);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain(
+            [
+                "/usr/local/go/bin",
+                "/usr/local/bin",
+                "/usr/bin",
+                "/bin",
+                "/usr/sbin",
+                "/sbin",
+            ]
+            .map(PathBuf::from),
+        )
+        .collect();
+    for dir in dirs {
+        let path = dir.join(tool);
         if path.exists() {
             return path;
         }
     }
-    panic!("`{tool}` is not installed; .ci/run installs it (apt-get install {tool})");
+    panic!("`{tool}` is not installed; see the README's setup");
 }
 
 /// sha256 of a file.

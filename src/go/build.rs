@@ -1,0 +1,428 @@
+//! Building the environment's Go services for the environment's platform: find a toolchain
+//! (the env's own first), find the main packages (`--go DIR`, or every main package of the
+//! env's workspace), and run `go build` for each, in parallel, offline-capable and reproducible:
+//! `-trimpath -buildvcs=false -ldflags=-buildid=`, `CGO_ENABLED=0` unless cgo is asked for,
+//! `GOTOOLCHAIN=local` so Go never downloads a toolchain.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, Result};
+use crate::go::buildinfo::go_target;
+
+/// What to build and how.
+#[derive(Debug, Clone, Default)]
+pub struct GoBuildOptions {
+    /// Main package directories, each with an optional binary name (`--go [NAME=]DIR`).
+    pub packages: Vec<(Option<String>, PathBuf)>,
+    /// Build every main package of the environment's Go workspace (`--go-workspace`).
+    pub workspace: bool,
+    /// An explicit `go` executable (`--go-toolchain`).
+    pub toolchain: Option<PathBuf>,
+    /// Extra `-ldflags` (`--go-ldflags`).
+    pub ldflags: Option<String>,
+    /// Build tags (`--go-tags`).
+    pub tags: Option<String>,
+    /// Build with cgo, with a relocatable `$ORIGIN/../lib` rpath (`--cgo`).
+    pub cgo: bool,
+    /// No module downloads (`--offline`): `GOPROXY=off`.
+    pub offline: bool,
+}
+
+impl GoBuildOptions {
+    /// Whether anything is to be built.
+    pub fn any(&self) -> bool {
+        self.workspace || !self.packages.is_empty()
+    }
+}
+
+/// One main package to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoTarget {
+    /// The binary's file name (with `.exe` for Windows).
+    pub name: String,
+    /// The package directory.
+    pub dir: PathBuf,
+    /// The workspace file to build through, if any.
+    pub gowork: Option<PathBuf>,
+}
+
+/// A binary that was built.
+#[derive(Debug, Clone)]
+pub struct BuiltBinary {
+    /// The target it came from.
+    pub target: GoTarget,
+    /// Where the binary was written (inside the build's staging directory).
+    pub path: PathBuf,
+}
+
+/// Finds the `go` to use: `--go-toolchain`, then the environment's own (`bin/go`, `go/bin/go`),
+/// then `go` on PATH.
+///
+/// # Errors
+/// [`Error::Go`] listing every place searched.
+pub fn find_toolchain(prefix: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
+    let mut searched = Vec::new();
+    if let Some(path) = explicit {
+        if is_executable(path) {
+            return Ok(path.to_path_buf());
+        }
+        return Err(Error::Go {
+            message: format!("--go-toolchain `{}` is not an executable", path.display()),
+            user: true,
+        });
+    }
+    for candidate in [prefix.join("bin/go"), prefix.join("go/bin/go")] {
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+        searched.push(candidate.display().to_string());
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("go");
+            if is_executable(&candidate) {
+                return Ok(candidate);
+            }
+        }
+        searched.push("every directory on PATH".into());
+    }
+    Err(Error::Go {
+        message: format!(
+            "no Go toolchain found (searched {}); install `go` into the environment, put it on PATH, or pass --go-toolchain PATH",
+            searched.join(", ")
+        ),
+        user: true,
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The environment's workspace file: `$GOWORK` from its activation variables, then
+/// `go.work`, `src/go.work`, `.gowork` in the prefix.
+pub fn workspace_file(prefix: &Path, env_vars: &[(String, String)]) -> Option<PathBuf> {
+    if let Some((_, value)) = env_vars.iter().find(|(name, _)| name == "GOWORK")
+        && !value.is_empty()
+        && value != "off"
+    {
+        let path = PathBuf::from(value);
+        if path.is_file() {
+            return Some(path);
+        }
+    }
+    [
+        prefix.join("go.work"),
+        prefix.join("src/go.work"),
+        prefix.join(".gowork"),
+    ]
+    .into_iter()
+    .find(|path| path.is_file())
+}
+
+/// The module directories a `go.work` file uses (`use ./a` lines and `use ( … )` blocks).
+pub fn workspace_modules(gowork: &Path) -> Result<Vec<PathBuf>> {
+    let text = fs_err::read_to_string(gowork)
+        .map_err(|source| Error::io("cannot read the Go workspace", source))?;
+    let base = gowork.parent().unwrap_or(Path::new("."));
+    let mut modules = Vec::new();
+    let mut in_block = false;
+    for line in text.lines() {
+        let line = line.split("//").next().unwrap_or("").trim();
+        let entry = if in_block {
+            if line == ")" {
+                in_block = false;
+                continue;
+            }
+            line
+        } else if let Some(rest) = line.strip_prefix("use") {
+            let rest = rest.trim();
+            if rest == "(" {
+                in_block = true;
+                continue;
+            }
+            rest
+        } else {
+            continue;
+        };
+        let entry = entry.trim_matches('"');
+        if !entry.is_empty() {
+            modules.push(base.join(entry));
+        }
+    }
+    Ok(modules)
+}
+
+fn go_command(go: &Path, platform: &str, options: &GoBuildOptions) -> Result<Command> {
+    let (goos, goarch) = go_target(platform).ok_or_else(|| Error::Go {
+        message: format!("no Go target for the conda platform `{platform}`"),
+        user: true,
+    })?;
+    let mut command = Command::new(go);
+    command
+        .env("GOOS", goos)
+        .env("GOARCH", goarch)
+        .env("CGO_ENABLED", if options.cgo { "1" } else { "0" })
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "")
+        .env_remove("GOROOT");
+    if options.offline {
+        command.env("GOPROXY", "off");
+    }
+    Ok(command)
+}
+
+/// Lists the main packages to build.
+///
+/// # Errors
+/// [`Error::Go`] when a directory is missing, the workspace has no main package, or `go list`
+/// fails (its output is shown).
+pub fn targets(
+    prefix: &Path,
+    go: &Path,
+    platform: &str,
+    env_vars: &[(String, String)],
+    options: &GoBuildOptions,
+) -> Result<Vec<GoTarget>> {
+    let exe = if platform.starts_with("win-") {
+        ".exe"
+    } else {
+        ""
+    };
+    let mut targets = Vec::new();
+    for (name, dir) in &options.packages {
+        let dir = if dir.is_dir() {
+            dir.clone()
+        } else {
+            prefix.join(dir)
+        };
+        if !dir.is_dir() {
+            return Err(Error::Go {
+                message: format!(
+                    "--go `{}`: no such directory (relative paths are tried from the current directory, then the prefix)",
+                    dir.display()
+                ),
+                user: true,
+            });
+        }
+        let dir = std::path::absolute(&dir)
+            .map_err(|source| Error::io("cannot resolve a --go directory", source))?;
+        let name = name.clone().unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        targets.push(GoTarget {
+            name: format!("{name}{exe}"),
+            dir,
+            gowork: None,
+        });
+    }
+    if options.workspace {
+        let gowork = workspace_file(prefix, env_vars);
+        let modules = match &gowork {
+            Some(file) => workspace_modules(file)?,
+            None => {
+                let mut found: Vec<PathBuf> = std::fs::read_dir(prefix.join("src"))
+                    .map(|entries| {
+                        entries
+                            .flatten()
+                            .map(|e| e.path())
+                            .filter(|p| p.join("go.mod").is_file())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                found.sort();
+                found
+            }
+        };
+        let mut found_any = false;
+        for module in modules {
+            let mut command = go_command(go, platform, options)?;
+            command
+                .current_dir(&module)
+                .args([
+                    "list",
+                    "-f",
+                    "{{if eq .Name \"main\"}}{{.Dir}}{{end}}",
+                    "./...",
+                ])
+                .env(
+                    "GOWORK",
+                    gowork
+                        .as_deref()
+                        .map(Path::as_os_str)
+                        .unwrap_or(&OsString::from("off")),
+                );
+            let output = run(command, "list the workspace's packages")?;
+            for line in String::from_utf8_lossy(&output)
+                .lines()
+                .filter(|l| !l.is_empty())
+            {
+                let dir = PathBuf::from(line);
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                found_any = true;
+                targets.push(GoTarget {
+                    name: format!("{name}{exe}"),
+                    dir,
+                    gowork: gowork.clone(),
+                });
+            }
+        }
+        if !found_any {
+            return Err(Error::Go {
+                message: format!(
+                    "--go-workspace: no main package found in {}",
+                    gowork
+                        .map(|g| g.display().to_string())
+                        .unwrap_or_else(|| format!("{}/src/*/go.mod", prefix.display()))
+                ),
+                user: true,
+            });
+        }
+    }
+    let mut names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    names.sort();
+    if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(Error::Go {
+            message: format!(
+                "two Go packages would both be built as `bin/{}`; name one with --go NAME=DIR",
+                pair[0]
+            ),
+            user: true,
+        });
+    }
+    Ok(targets)
+}
+
+fn run(mut command: Command, what: &str) -> Result<Vec<u8>> {
+    let shown = format!("{command:?}");
+    let output = command.output().map_err(|err| Error::Go {
+        message: format!("cannot {what}: cannot run {shown}: {err}"),
+        user: true,
+    })?;
+    if !output.status.success() {
+        return Err(Error::Go {
+            message: format!(
+                "cannot {what}: the Go command failed\n  command: {shown}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .chain(String::from_utf8_lossy(&output.stdout).lines())
+                    .map(|line| format!("  | {line}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+            user: true,
+        });
+    }
+    Ok(output.stdout)
+}
+
+/// Builds every target into `out_dir`, in parallel.
+///
+/// # Errors
+/// [`Error::Go`] with the exact command and the compiler's output for the first failure.
+pub fn build_all(
+    go: &Path,
+    platform: &str,
+    targets: &[GoTarget],
+    options: &GoBuildOptions,
+    out_dir: &Path,
+) -> Result<Vec<BuiltBinary>> {
+    let results: Vec<Result<BuiltBinary>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|target| scope.spawn(move || build_one(go, platform, target, options, out_dir)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    Err(Error::Go {
+                        message: "a Go build thread panicked".into(),
+                        user: false,
+                    })
+                })
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+fn build_one(
+    go: &Path,
+    platform: &str,
+    target: &GoTarget,
+    options: &GoBuildOptions,
+    out_dir: &Path,
+) -> Result<BuiltBinary> {
+    let output = out_dir.join(&target.name);
+    let mut ldflags = String::from("-buildid=");
+    if options.cgo {
+        // A relocatable search path instead of the absolute one conda's compiler activation adds.
+        ldflags.push_str(" '-extldflags=-Wl,-rpath,$ORIGIN/../lib'");
+    }
+    if let Some(extra) = &options.ldflags {
+        ldflags.push(' ');
+        ldflags.push_str(extra);
+    }
+    let mut command = go_command(go, platform, options)?;
+    command
+        .current_dir(&target.dir)
+        .args(["build", "-trimpath", "-buildvcs=false"]);
+    command.arg(format!("-ldflags={ldflags}"));
+    if let Some(tags) = &options.tags {
+        command.arg(format!("-tags={tags}"));
+    }
+    command.arg("-o").arg(&output).arg(".");
+    if let Some(gowork) = &target.gowork {
+        command.env("GOWORK", gowork);
+    }
+    run(
+        command,
+        &format!("build the Go package in `{}`", target.dir.display()),
+    )?;
+    Ok(BuiltBinary {
+        target: target.clone(),
+        path: output,
+    })
+}
+
+/// The binary's archive path inside the environment.
+pub fn archive_path(binary: &BuiltBinary) -> Vec<u8> {
+    let mut path = b"bin/".to_vec();
+    path.extend_from_slice(std::ffi::OsStr::new(&binary.target.name).as_bytes());
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_use_lines_and_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("go.work");
+        std::fs::write(
+            &file,
+            "go 1.26\n\nuse ./a // first\nuse (\n\t./b\n\t\"./c d\"\n)\n",
+        )
+        .unwrap();
+        let modules = workspace_modules(&file).unwrap();
+        assert_eq!(
+            modules,
+            vec![
+                dir.path().join("./a"),
+                dir.path().join("./b"),
+                dir.path().join("./c d")
+            ]
+        );
+    }
+}
