@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Pack an environment into a bundle (.tar.zst by default).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Show what a bundle holds, without extracting it.
     Inspect(InspectArgs),
     /// Extract a bundle, verify every file and relocate it, natively (the bundle's own

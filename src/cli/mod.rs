@@ -49,7 +49,7 @@ pub fn main() -> ExitCode {
             let sub = matches
                 .subcommand_matches("create")
                 .expect("create matched");
-            run_create(args, filter_order(sub))
+            run_create(*args, filter_order(sub))
         }
         Command::Inspect(args) => run_inspect(args),
         Command::Unpack(args) => run_unpack(args),
