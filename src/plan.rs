@@ -150,6 +150,9 @@ impl Plan {
 pub struct PlanOptions {
     /// Downgrade a Go binary for another platform from an error to a warning.
     pub allow_foreign_go: bool,
+    /// Apply every relocation record at pack time for this known target prefix
+    /// (`--dest-prefix`); the bundle then needs no unpack step there.
+    pub dest_prefix: Option<Vec<u8>>,
 }
 
 struct Analysed {
@@ -301,7 +304,7 @@ fn analyse_entry(
 }
 
 /// sha256 of a file with same-length patches applied, streamed.
-fn patched_sha256(
+pub(crate) fn patched_sha256(
     file: &std::fs::File,
     size: u64,
     patches: &[relocate::Patch],

@@ -207,3 +207,60 @@ fn a_target_too_long_for_binary_strings_changes_nothing() {
     assert!(stderr.contains("nothing was changed"), "{stderr}");
     assert_eq!(tree_snapshot(&too_long), before);
 }
+
+#[test]
+fn dest_prefix_relocates_at_pack_time() {
+    let scratch = Scratch::new();
+    let env = scratch.env("src/env", &[]);
+    let target = scratch.path("known target/with a longer path/env");
+    let bundle = scratch.path("env.tar.zst");
+    pack(
+        &env,
+        &bundle,
+        &["-q", "--dest-prefix", target.to_str().unwrap()],
+    );
+    extract(&bundle, &target);
+    std::fs::rename(&env, scratch.path("src/gone")).unwrap();
+    // No unpack step: it works as extracted.
+    check_environment(&target, false);
+    let posix = posix_bin(&scratch.path("posix-bin"), false);
+    let out = unpack_with(&["/usr/bin/dash"], &target, &posix);
+    assert!(out.contains("already relocated"), "{out}");
+    // Moved elsewhere, it relocates from the packed target.
+    let moved = scratch.path("moved/env");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&target, &moved).unwrap();
+    let out = unpack_with(&["/usr/bin/dash"], &moved, &posix);
+    assert!(out.contains("relocated"), "{out}");
+    check_environment(&moved, true);
+
+    let too_long = format!("/{}", "x".repeat(300));
+    let env = scratch.env("src/env2", &[]);
+    let stderr = run_fails(
+        gopack()
+            .arg("create")
+            .arg("-p")
+            .arg(&env)
+            .arg("-o")
+            .arg(scratch.path("b.tar.zst"))
+            .arg("--dest-prefix")
+            .arg(&too_long),
+        1,
+    );
+    assert!(
+        stderr.contains("too long") && stderr.contains("bin/hello"),
+        "{stderr}"
+    );
+    assert!(!scratch.path("b.tar.zst").exists());
+    run_fails(
+        gopack()
+            .arg("create")
+            .arg("-p")
+            .arg(&env)
+            .arg("-o")
+            .arg(scratch.path("c.tar.zst"))
+            .arg("--dest-prefix")
+            .arg("relative/path"),
+        2,
+    );
+}

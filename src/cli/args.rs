@@ -106,6 +106,10 @@ pub struct CreateArgs {
     /// Never download Go modules (GOPROXY=off); use vendor/ directories or the module cache.
     #[arg(long)]
     pub offline: bool,
+    /// Relocate everything at pack time for this absolute target path; the bundle then needs
+    /// no unpack step there (gopack-unpack still relocates it if it is put elsewhere).
+    #[arg(short = 'd', long, value_name = "PATH")]
+    pub dest_prefix: Option<PathBuf>,
     /// Overwrite an existing output.
     #[arg(short = 'f', long)]
     pub force: bool,

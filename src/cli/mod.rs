@@ -120,10 +120,29 @@ fn resolve_create(
         go_tags,
         cgo,
         offline,
+        dest_prefix,
         force,
         quiet,
         json,
     } = args;
+    let dest_prefix = match dest_prefix {
+        Some(path) if !path.is_absolute() => {
+            return Err(Error::Usage(format!(
+                "--dest-prefix `{}` must be an absolute path",
+                path.display()
+            )));
+        }
+        Some(path) => {
+            let bytes = path.as_os_str().as_encoded_bytes().to_vec();
+            let trimmed = if bytes.len() > 1 {
+                bytes.strip_suffix(b"/").unwrap_or(&bytes).to_vec()
+            } else {
+                bytes
+            };
+            Some(trimmed)
+        }
+        None => None,
+    };
     let go_packages = go
         .iter()
         .map(|spec| match spec.split_once('=') {
@@ -184,7 +203,10 @@ fn resolve_create(
                 ignore_missing_files,
                 ignore_editable_packages,
             },
-            plan: PlanOptions { allow_foreign_go },
+            plan: PlanOptions {
+                allow_foreign_go,
+                dest_prefix,
+            },
             write: WriteOptions {
                 format,
                 level,
