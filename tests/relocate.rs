@@ -125,6 +125,41 @@ fn activate_round_trip(shell: &str, prefix: &Path) {
     assert!(out.ends_with("ps1=$ \n"), "{shell}: {out}");
 }
 
+fn fish_round_trip(prefix: &Path) {
+    let script = format!(
+        "set before (string join : $PATH); source '{p}/bin/activate.fish'; or exit 9; \
+         echo \"prefix=$CONDA_PREFIX\"; echo \"state=$GOPACK_STATE_VAR\"; echo \"toolchain=$GOTOOLCHAIN\"; \
+         command -v python3; deactivate; \
+         test (string join : $PATH) = $before; and echo path-restored; \
+         set -q CONDA_PREFIX; or echo prefix-unset; set -q GOPACK_STATE_VAR; or echo state-unset",
+        p = prefix.display()
+    );
+    let out = run_ok(
+        Command::new(which("fish"))
+            .arg("--no-config")
+            .arg("-c")
+            .arg(&script)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", std::env::temp_dir()),
+    );
+    let prefix_text = prefix.to_str().unwrap();
+    for expected in [
+        format!("prefix={prefix_text}"),
+        "state=from-state".into(),
+        "toolchain=local".into(),
+        format!("{prefix_text}/bin/python3"),
+        "path-restored".into(),
+        "prefix-unset".into(),
+        "state-unset".into(),
+    ] {
+        assert!(
+            out.lines().any(|line| line == expected),
+            "fish: missing {expected:?} in\n{out}"
+        );
+    }
+}
+
 #[test]
 fn bundle_relocates_anywhere_without_python_and_again_after_a_move() {
     let scratch = Scratch::new();
@@ -158,9 +193,11 @@ fn bundle_relocates_anywhere_without_python_and_again_after_a_move() {
     check_environment(&spaced, false);
     check_go(&longer);
     check_go(&spaced);
-    activate_round_trip("bash", &longer);
-    activate_round_trip("dash", &longer);
+    for shell in ["bash", "dash", "zsh", "ksh"] {
+        activate_round_trip(shell, &longer);
+    }
     activate_round_trip("bash", &spaced);
+    fish_round_trip(&spaced);
 
     // Move again; activation notices and relocates first, and so does gopack-unpack.
     let moved = scratch.path("moved/again/env");

@@ -14,7 +14,8 @@ unset _gopack_script
 
 PATH=$_GOPACK_OLD_PATH
 export PATH
-for _gopack_name in ${_GOPACK_SAVED_NAMES-}; do
+# Split the list through a command substitution: zsh does not split unquoted variables.
+for _gopack_name in $(printf '%s\n' "${_GOPACK_SAVED_NAMES-}"); do
   if eval "[ -n \"\${_GOPACK_OLD_$_gopack_name+x}\" ]"; then
     eval "$_gopack_name=\$_GOPACK_OLD_$_gopack_name"
     if [ "$_gopack_name" != PS1 ]; then eval "export $_gopack_name"; fi
