@@ -41,7 +41,8 @@ fn bench_analyse(c: &mut Criterion) {
     let mut group = c.benchmark_group("analyse");
     group.throughput(Throughput::Bytes(data.len() as u64));
     group.bench_function("hash+kind+prefix search, 32 MiB", |b| {
-        b.iter(|| analyse(&path, b"blob.so", data.len() as u64, &finder).unwrap())
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        b.iter(|| analyse(&path, b"blob.so", data.len() as u64, &finder, &cancel).unwrap())
     });
     group.finish();
 }

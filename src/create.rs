@@ -68,12 +68,13 @@ pub fn plan_bundle(
     plan_options: &PlanOptions,
     go_options: &GoBuildOptions,
     go_staging: &std::path::Path,
+    cancel: &AtomicBool,
     reporter: &dyn Reporter,
 ) -> Result<Plan> {
     reporter.stage("scanning");
     let env = CondaEnv::open(prefix)?;
     let inventory = scan::scan(&env, scan_options, reporter)?;
-    let mut plan = plan::plan(&env, inventory, plan_options, reporter)?;
+    let mut plan = plan::plan(&env, inventory, plan_options, cancel, reporter)?;
     if go_options.any() {
         add_go_binaries(&mut plan, go_options, go_staging, reporter)?;
     }
@@ -102,7 +103,13 @@ fn add_go_binaries(
         let size = std::fs::metadata(&binary.path)
             .map_err(|source| crate::Error::io("cannot read a built Go binary", source))?
             .len();
-        let facts = crate::scan::content::analyse(&binary.path, &path, size, &finder)?;
+        let facts = crate::scan::content::analyse(
+            &binary.path,
+            &path,
+            size,
+            &finder,
+            &AtomicBool::new(false),
+        )?;
         let file = std::fs::File::open(&binary.path)
             .map_err(|source| crate::Error::io("cannot read a built Go binary", source))?;
         let build_info = facts
@@ -198,6 +205,7 @@ pub fn create(
         &options.plan,
         &options.go,
         go_staging.path(),
+        cancel,
         reporter,
     )?;
     let bundle = archive::write_bundle(&plan, &options.output, &options.write, cancel, reporter)?;

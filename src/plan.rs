@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use memchr::memmem::Finder;
 use rayon::prelude::*;
@@ -169,6 +170,7 @@ pub fn plan(
     env: &CondaEnv,
     inventory: Inventory,
     options: &PlanOptions,
+    cancel: &AtomicBool,
     reporter: &dyn Reporter,
 ) -> Result<Plan> {
     reporter.stage("analysing");
@@ -182,7 +184,10 @@ pub fn plan(
             if entry.kind != EntryKind::File {
                 return Ok(None);
             }
-            let result = analyse_entry(env, entry, &finder, &prefix_bytes).map(Some);
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            let result = analyse_entry(env, entry, &finder, &prefix_bytes, cancel).map(Some);
             reporter.analysed(entry.size);
             result
         })
@@ -251,9 +256,10 @@ fn analyse_entry(
     entry: &Entry,
     finder: &Finder<'static>,
     prefix: &[u8],
+    cancel: &AtomicBool,
 ) -> Result<Analysed> {
     let path = entry.absolute(&env.prefix);
-    let facts = content::analyse(&path, &entry.path, entry.size, finder)?;
+    let facts = content::analyse(&path, &entry.path, entry.size, finder, cancel)?;
     let unreadable = |source| Error::Unreadable {
         path: path.clone(),
         source,

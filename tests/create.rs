@@ -491,3 +491,49 @@ fn sparse_file_over_8_gib_round_trips_with_pax_size() {
     assert!(size > 8 << 30);
     assert!(line.contains(&size.to_string()), "{line}");
 }
+
+#[test]
+fn json_summary_and_ctrl_c_leave_nothing_behind() {
+    let scratch = Scratch::new();
+    let env = scratch.env("env", &["--variant", "sparse-file"]);
+    let bundle = scratch.path("small.tar.zst");
+    let out = run_ok(
+        gopack()
+            .args(["create", "--json", "--exclude", "share/big", "-p"])
+            .arg(&env)
+            .arg("-o")
+            .arg(&bundle),
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&out).expect("--json prints JSON on stdout");
+    assert_eq!(summary["bundle"]["path"], bundle.to_str().unwrap());
+    assert_eq!(
+        summary["bundle"]["size"],
+        std::fs::metadata(&bundle).unwrap().len()
+    );
+    assert_eq!(summary["platform"], "linux-64");
+    assert!(summary["conda_packages"].as_u64().unwrap() >= 4);
+
+    // The 8.5 GiB sparse file keeps gopack busy long enough to interrupt it.
+    let interrupted = scratch.path("interrupted.tar.zst");
+    let child = gopack()
+        .arg("create")
+        .arg("-p")
+        .arg(&env)
+        .arg("-o")
+        .arg(&interrupted)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("interrupted"),
+        "{}",
+        text(&output)
+    );
+    assert!(!interrupted.exists());
+    no_partial_files(scratch.dir.path());
+}

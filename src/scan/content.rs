@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use memchr::memmem::Finder;
 use sha2::{Digest, Sha256};
@@ -41,11 +42,14 @@ pub struct FileFacts {
 /// # Errors
 /// [`Error::Unreadable`] when it cannot be read; [`Error::ChangedDuringPack`] when its size is
 /// not what the scan saw.
+///
+/// `cancel` is checked between chunks, so Ctrl-C stops even the read of a huge file.
 pub fn analyse(
     path: &Path,
     name: &[u8],
     expected_size: u64,
     prefix: &Finder<'_>,
+    cancel: &AtomicBool,
 ) -> Result<FileFacts> {
     let unreadable = |source| Error::Unreadable {
         path: path.to_path_buf(),
@@ -66,6 +70,9 @@ pub fn analyse(
     let mut kept = 0usize;
     let mut total: u64 = 0;
     loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
         let read = read_full(&mut file, &mut buffer[kept..]).map_err(unreadable)?;
         if read == 0 {
             break;
@@ -156,7 +163,14 @@ mod tests {
         data.extend_from_slice(prefix);
         std::fs::write(&path, &data).unwrap();
         let finder = Finder::new(prefix);
-        let facts = analyse(&path, b"blob", data.len() as u64, &finder).unwrap();
+        let facts = analyse(
+            &path,
+            b"blob",
+            data.len() as u64,
+            &finder,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         assert_eq!(
             facts.prefix_hits,
             vec![(CHUNK - 5) as u64, (2 * CHUNK - 5 + prefix.len()) as u64]
@@ -172,7 +186,7 @@ mod tests {
         std::fs::write(&path, b"abc").unwrap();
         let finder = Finder::new(b"/p");
         assert!(matches!(
-            analyse(&path, b"f", 4, &finder),
+            analyse(&path, b"f", 4, &finder, &AtomicBool::new(false)),
             Err(Error::ChangedDuringPack { .. })
         ));
     }
