@@ -42,7 +42,7 @@ fn demo(with_go: bool) -> Result<(), String> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let work = repo.join("target/demo");
     let env = work.join("env");
-    if !env.join("conda-meta").is_dir() {
+    if !env.join("conda-meta").is_dir() || (with_go && !env.join("bin/go").exists()) {
         println!("1. building the demo environment at {}", env.display());
         let _ = std::fs::remove_dir_all(&env);
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -73,7 +73,13 @@ fn demo(with_go: bool) -> Result<(), String> {
             arcroot: None,
             force: true,
         },
-        go: Default::default(),
+        // With --go, the env's Go workspace (a health-check and a pprof agent) is built into
+        // the bundle's bin/ for the env's platform.
+        go: gopack::go::build::GoBuildOptions {
+            workspace: with_go,
+            offline: true,
+            ..Default::default()
+        },
     };
     let started = std::time::Instant::now();
     let summary = create(&options, &AtomicBool::new(false), &Printer).map_err(|e| e.to_string())?;
@@ -113,6 +119,9 @@ fn demo(with_go: bool) -> Result<(), String> {
         run(Command::new(target.join("bin/hello")).env_clear())?
     );
     show(&target)?;
+    if with_go {
+        check_healthcheck(&target.join("bin/healthcheck"))?;
+    }
     println!(
         "done: the bundle works at a path it was never built for. Inspect it with\n   cargo run --release -- inspect {}",
         bundle.display()
@@ -125,6 +134,33 @@ fn show(target: &Path) -> Result<(), String> {
     println!(
         "   bin/hello-py now starts with a relocatable launcher: {:?}",
         script.lines().nth(1).unwrap_or("")
+    );
+    Ok(())
+}
+
+/// Starts the bundled health-check on a free loopback port and asks it `/healthz`.
+fn check_healthcheck(binary: &Path) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = Command::new(binary)
+        .args(["-addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+    let address = line.trim().trim_start_matches("listening on ").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).map_err(|e| e.to_string())?;
+    write!(stream, "GET /healthz HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "   bin/healthcheck (built by gopack from the env's go.work) answered /healthz on {address}: {}",
+        response.rsplit("\r\n").next().unwrap_or("")
     );
     Ok(())
 }

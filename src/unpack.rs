@@ -275,6 +275,7 @@ fn extract(
     let mut verified = 0u64;
     let mut buffer = vec![0u8; 256 * 1024];
     let mut symlinks: Vec<(String, PathBuf)> = Vec::new();
+    let mut arcroot: Option<Vec<u8>> = None;
     for entry in entries {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
@@ -286,17 +287,35 @@ fn extract(
             entry: shown.clone(),
             reason,
         };
-        let relative = safe_relative(&name).map_err(&hostile)?;
+        let full = safe_relative(&name).map_err(&hostile)?;
+        let full_key = full.as_os_str().as_bytes();
+        // A bundle made with --arcroot holds the environment under a directory: the manifest's
+        // path tells which, and everything else must be below it.
+        if manifest.is_none() && arcroot.is_none() {
+            if let Some(root_part) = full_key.strip_suffix(MANIFEST_PATH.as_bytes()) {
+                arcroot = Some(root_part.to_vec());
+            } else if !full_key.ends_with(b".gopack")
+                && entry.header().entry_type() != EntryType::Directory
+            {
+                return Err(bad(format!(
+                    "`{MANIFEST_PATH}` is not its first member: it was not written by gopack"
+                )));
+            } else {
+                continue; // `.gopack/` (or the arcroot's directories) before the manifest
+            }
+        }
+        let root_part = arcroot.as_deref().unwrap_or_default();
+        let Some(stripped) = full_key.strip_prefix(root_part) else {
+            return Err(hostile(
+                "it lies outside the bundle's root directory".into(),
+            ));
+        };
+        let relative = safe_relative(stripped).map_err(&hostile)?;
         let header = entry.header().clone();
         let mode = header.mode().unwrap_or(0o644) & 0o777;
         let mtime = header.mtime().unwrap_or(0);
         let target = root.join(&relative);
         let key = relative.as_os_str().as_bytes().to_vec();
-        if manifest.is_none() && key != MANIFEST_PATH.as_bytes() && key != b".gopack" {
-            return Err(bad(format!(
-                "`{MANIFEST_PATH}` is not its first member: it was not written by gopack"
-            )));
-        }
         check_parents(root, &relative, &shown)?;
         if std::fs::symlink_metadata(&target).is_ok() && header.entry_type() != EntryType::Directory
         {
@@ -393,6 +412,12 @@ fn extract(
                     .link_name_bytes()
                     .ok_or_else(|| hostile("hard link without a target".into()))?
                     .into_owned();
+                let link = link
+                    .strip_prefix(arcroot.as_deref().unwrap_or_default())
+                    .ok_or_else(|| {
+                        hostile("hard link target outside the bundle's root directory".into())
+                    })?
+                    .to_vec();
                 let link_relative = safe_relative(&link)
                     .map_err(|reason| hostile(format!("hard link target: {reason}")))?;
                 let source = root.join(&link_relative);

@@ -153,6 +153,26 @@ fn two_packs_are_byte_identical_whatever_the_thread_count() {
 fn gzip_and_plain_tar_formats() {
     let scratch = Scratch::new();
     let env = scratch.env("env", &[]);
+    let rooted = scratch.path("rooted.tar.zst");
+    pack(&env, &rooted, &["-q", "--arcroot", "/opt-app/env/"]);
+    let listing = run_ok(Command::new("tar").arg("-tf").arg(&rooted));
+    assert!(
+        listing.lines().all(|line| line.starts_with("opt-app/env/")),
+        "{}",
+        &listing[..300]
+    );
+    assert!(listing.contains("opt-app/env/bin/python3.11\n"));
+    assert_eq!(manifest(&rooted)["source_prefix"], env.to_str().unwrap());
+    let dest = scratch.path("rooted-out");
+    run_ok(
+        gopack()
+            .arg("unpack")
+            .arg("-q")
+            .arg(&rooted)
+            .arg("-d")
+            .arg(&dest),
+    );
+    assert!(dest.join("bin/python3.11").is_file() && dest.join(".gopack/prefix").is_file());
     for (name, flags) in [
         ("b.tar.gz", vec!["-q"]),
         ("b.tgz", vec!["-q", "--compress-level", "1"]),

@@ -163,7 +163,8 @@ fn fish_round_trip(prefix: &Path) {
 #[test]
 fn bundle_relocates_anywhere_without_python_and_again_after_a_move() {
     let scratch = Scratch::new();
-    let env = scratch.env("src/env", &["--go"]);
+    // --smoke: the environment works (Python, C program, scripts, Go) before gopack touches it.
+    let env = scratch.env("src/env", &["--go", "--smoke"]);
     let bundle = scratch.path("env.tar.zst");
     pack(&env, &bundle, &["-q"]);
     let posix = posix_bin(&scratch.path("posix-bin"), false);
