@@ -13,22 +13,6 @@ fn files_named<'a>(manifest: &'a serde_json::Value, path: &str) -> Option<&'a se
         .find(|f| f["path"] == path)
 }
 
-fn no_partial_files(dir: &std::path::Path) {
-    let leftovers: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(".gopack-partial")
-        })
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "temporary files left behind: {leftovers:?}"
-    );
-}
-
 #[test]
 fn packs_the_environment_with_a_complete_manifest() {
     let scratch = Scratch::new();
@@ -283,31 +267,15 @@ fn missing_managed_files_fail_cleanly_unless_ignored() {
     let scratch = Scratch::new();
     let env = scratch.env("env", &["--variant", "missing-file"]);
     let bundle = scratch.path("b.tar.zst");
-    let stderr = run_fails(
-        gopack()
-            .arg("create")
-            .arg("-p")
-            .arg(&env)
-            .arg("-o")
-            .arg(&bundle),
-        1,
-    );
+    let stderr = run_fails(&mut create_command(&env, &bundle), 1);
     assert!(
         stderr.contains("numpy-2.1.3-py311h_gopack_0: lib/python3.11/site-packages/numpy/py.typed"),
         "{stderr}"
     );
     assert!(stderr.contains("--ignore-missing-files"), "{stderr}");
     assert!(!bundle.exists());
-    no_partial_files(scratch.dir.path());
-    let out = run_ok(
-        gopack()
-            .arg("create")
-            .arg("--ignore-missing-files")
-            .arg("-p")
-            .arg(&env)
-            .arg("-o")
-            .arg(&bundle),
-    );
+    assert_no_leftovers(scratch.dir.path());
+    let out = run_ok(create_command(&env, &bundle).arg("--ignore-missing-files"));
     let _ = out;
     assert!(bundle.is_file());
 }
@@ -318,15 +286,7 @@ fn editable_installs_are_refused_unless_ignored() {
     for variant in ["editable", "egg-link"] {
         let env = scratch.env(variant, &["--variant", variant]);
         let bundle = scratch.path(&format!("{variant}.tar.zst"));
-        let stderr = run_fails(
-            gopack()
-                .arg("create")
-                .arg("-p")
-                .arg(&env)
-                .arg("-o")
-                .arg(&bundle),
-            1,
-        );
+        let stderr = run_fails(&mut create_command(&env, &bundle), 1);
         assert!(stderr.contains("editable"), "{stderr}");
         let expected = if variant == "editable" {
             "__editable__.mypkg-0.1.pth"
@@ -335,13 +295,8 @@ fn editable_installs_are_refused_unless_ignored() {
         };
         assert!(stderr.contains(expected), "{stderr}");
         assert!(!bundle.exists());
-        let output = gopack()
-            .arg("create")
+        let output = create_command(&env, &bundle)
             .arg("--ignore-editable-packages")
-            .arg("-p")
-            .arg(&env)
-            .arg("-o")
-            .arg(&bundle)
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", text(&output));
@@ -350,7 +305,7 @@ fn editable_installs_are_refused_unless_ignored() {
                 .contains("warning: editable installs packed as they are")
         );
     }
-    no_partial_files(scratch.dir.path());
+    assert_no_leftovers(scratch.dir.path());
 }
 
 #[test]
@@ -358,15 +313,7 @@ fn malformed_record_names_file_line_and_column() {
     let scratch = Scratch::new();
     let env = scratch.env("env", &["--variant", "malformed-record"]);
     let bundle = scratch.path("b.tar.zst");
-    let stderr = run_fails(
-        gopack()
-            .arg("create")
-            .arg("-p")
-            .arg(&env)
-            .arg("-o")
-            .arg(&bundle),
-        1,
-    );
+    let stderr = run_fails(&mut create_command(&env, &bundle), 1);
     assert!(stderr.contains("conda-meta/broken-1.0-0.json"), "{stderr}");
     assert!(stderr.contains("line 4"), "{stderr}");
     assert!(!bundle.exists());
@@ -377,14 +324,7 @@ fn output_errors_and_special_files() {
     let scratch = Scratch::new();
     let env = scratch.env("env", &["--variant", "fifo"]);
     let bundle = scratch.path("b.tar.zst");
-    let output = gopack()
-        .arg("create")
-        .arg("-p")
-        .arg(&env)
-        .arg("-o")
-        .arg(&bundle)
-        .output()
-        .unwrap();
+    let output = create_command(&env, &bundle).output().unwrap();
     assert!(output.status.success(), "{}", text(&output));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("var/hello/pipe"),
@@ -392,15 +332,7 @@ fn output_errors_and_special_files() {
         text(&output)
     );
     let before = sha256_file(&bundle);
-    let stderr = run_fails(
-        gopack()
-            .arg("create")
-            .arg("-p")
-            .arg(&env)
-            .arg("-o")
-            .arg(&bundle),
-        1,
-    );
+    let stderr = run_fails(&mut create_command(&env, &bundle), 1);
     assert!(
         stderr.contains("already exists") && stderr.contains("--force"),
         "{stderr}"
@@ -408,12 +340,7 @@ fn output_errors_and_special_files() {
     assert_eq!(sha256_file(&bundle), before);
     pack(&env, &bundle, &["-q", "--force"]);
     let stderr = run_fails(
-        gopack()
-            .arg("create")
-            .arg("-p")
-            .arg(&env)
-            .arg("-o")
-            .arg(scratch.path("nope/b.tar.zst")),
+        &mut create_command(&env, &scratch.path("nope/b.tar.zst")),
         1,
     );
     assert!(
@@ -536,12 +463,7 @@ fn json_summary_and_ctrl_c_leave_nothing_behind() {
 
     // The 8.5 GiB sparse file keeps gopack busy long enough to interrupt it.
     let interrupted = scratch.path("interrupted.tar.zst");
-    let child = gopack()
-        .arg("create")
-        .arg("-p")
-        .arg(&env)
-        .arg("-o")
-        .arg(&interrupted)
+    let child = create_command(&env, &interrupted)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -555,5 +477,5 @@ fn json_summary_and_ctrl_c_leave_nothing_behind() {
         text(&output)
     );
     assert!(!interrupted.exists());
-    no_partial_files(scratch.dir.path());
+    assert_no_leftovers(scratch.dir.path());
 }

@@ -226,27 +226,14 @@ fn collected_binaries_of_every_format_are_parsed_and_foreign_ones_refused() {
         );
     }
     let bundle = scratch.path("b.tar.zst");
-    let stderr = run_fails(
-        gopack()
-            .arg("create")
-            .arg("-p")
-            .arg(&env)
-            .arg("-o")
-            .arg(&bundle),
-        1,
-    );
+    let stderr = run_fails(&mut create_command(&env, &bundle), 1);
     assert!(
         stderr.contains("bin/hc-") && stderr.contains("--allow-foreign-go"),
         "{stderr}"
     );
     assert!(!bundle.exists());
-    let output = gopack()
-        .arg("create")
+    let output = create_command(&env, &bundle)
         .arg("--allow-foreign-go")
-        .arg("-p")
-        .arg(&env)
-        .arg("-o")
-        .arg(&bundle)
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", text(&output));
@@ -307,14 +294,7 @@ fn a_non_trimpath_binary_is_kept_byte_for_byte_with_a_warning() {
     run_ok(&mut command);
     let original = sha256_file(&env.join("bin/untrimmed"));
     let bundle = scratch.path("b.tar.zst");
-    let output = gopack()
-        .arg("create")
-        .arg("-p")
-        .arg(&env)
-        .arg("-o")
-        .arg(&bundle)
-        .output()
-        .unwrap();
+    let output = create_command(&env, &bundle).output().unwrap();
     assert!(output.status.success(), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -372,12 +352,7 @@ fn a_failing_go_build_shows_the_command_and_writes_no_bundle() {
     .unwrap();
     let bundle = scratch.path("b.tar.zst");
     let stderr = run_fails(
-        gopack()
-            .arg("create")
-            .arg("-p")
-            .arg(&env)
-            .arg("-o")
-            .arg(&bundle)
+        create_command(&env, &bundle)
             .arg("--go")
             .arg(format!("svc={}", broken.display()))
             .arg("--go-toolchain")
@@ -391,12 +366,7 @@ fn a_failing_go_build_shows_the_command_and_writes_no_bundle() {
     assert!(stderr.contains("undefined: undefinedThing"), "{stderr}");
     assert!(!bundle.exists());
     let stderr = run_fails(
-        gopack()
-            .arg("create")
-            .arg("-p")
-            .arg(&env)
-            .arg("-o")
-            .arg(&bundle)
+        create_command(&env, &bundle)
             .arg("--go-workspace")
             .env("PATH", "/usr/bin:/bin"),
         1,

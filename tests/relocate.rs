@@ -275,12 +275,7 @@ fn dest_prefix_relocates_at_pack_time() {
     let too_long = format!("/{}", "x".repeat(300));
     let env = scratch.env("src/env2", &[]);
     let stderr = run_fails(
-        gopack()
-            .arg("create")
-            .arg("-p")
-            .arg(&env)
-            .arg("-o")
-            .arg(scratch.path("b.tar.zst"))
+        create_command(&env, &scratch.path("b.tar.zst"))
             .arg("--dest-prefix")
             .arg(&too_long),
         1,
@@ -291,12 +286,7 @@ fn dest_prefix_relocates_at_pack_time() {
     );
     assert!(!scratch.path("b.tar.zst").exists());
     run_fails(
-        gopack()
-            .arg("create")
-            .arg("-p")
-            .arg(&env)
-            .arg("-o")
-            .arg(scratch.path("c.tar.zst"))
+        create_command(&env, &scratch.path("c.tar.zst"))
             .arg("--dest-prefix")
             .arg("relative/path"),
         2,

@@ -12,16 +12,6 @@ fn unpack(bundle: &Path, dest: &Path) -> Command {
     command
 }
 
-fn no_staging_left(dir: &Path) {
-    let left: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with(".gopack-"))
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
-}
-
 #[test]
 fn native_unpack_matches_tar_plus_script_and_works() {
     let scratch = Scratch::new();
@@ -67,7 +57,7 @@ fn native_unpack_matches_tar_plus_script_and_works() {
     std::fs::write(dest.join("stray-file"), b"x").unwrap();
     run_ok(unpack(&bundle, &dest).arg("-f"));
     assert!(!dest.join("stray-file").exists());
-    no_staging_left(dest.parent().unwrap());
+    assert_no_leftovers(dest.parent().unwrap());
 }
 
 /// A raw archive member: name, type, link target, content.
@@ -152,7 +142,7 @@ fn hostile_bundles_are_refused_and_nothing_is_written() {
         let stderr = run_fails(&mut unpack(&bundle, &dest), 1);
         assert!(stderr.contains(&format!("`{named}`")), "{name}: {stderr}");
         assert!(!dest.exists(), "{name}: destination was created");
-        no_staging_left(dest.parent().unwrap());
+        assert_no_leftovers(dest.parent().unwrap());
     }
     assert!(!scratch.path("out/evil").exists());
     assert!(!Path::new("/tmp/gopack-evil-abs").exists());
@@ -181,7 +171,7 @@ fn corrupt_truncated_and_tampered_bundles_are_refused() {
             "{stderr}"
         );
         assert!(!dest.exists());
-        no_staging_left(&scratch.path("dest"));
+        assert_no_leftovers(&scratch.path("dest"));
     }
 
     // A plain tar whose file content was altered after packing fails its sha256.

@@ -109,6 +109,18 @@ pub fn run_fails(command: &mut Command, code: i32) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// `gopack create -p PREFIX -o OUTPUT`, for more arguments and a check of its outcome.
+pub fn create_command(prefix: &Path, output: &Path) -> Command {
+    let mut command = gopack();
+    command
+        .arg("create")
+        .arg("-p")
+        .arg(prefix)
+        .arg("-o")
+        .arg(output);
+    command
+}
+
 /// `gopack create -p PREFIX -o OUTPUT ARGS…`, asserting success.
 pub fn pack(prefix: &Path, output: &Path, args: &[&str]) -> String {
     run_ok(
@@ -216,4 +228,20 @@ pub fn tree_snapshot(root: &Path) -> Vec<String> {
         out.push(line);
     }
     out
+}
+
+/// Asserts that `dir` holds no temporary file or staging directory of gopack's
+/// (`.gopack-partial-*` bundles, `.gopack-unpack-*` staging, `.gopack-old-*`).
+pub fn assert_no_leftovers(dir: &Path) {
+    let left: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".gopack-"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left behind in {}: {left:?}",
+        dir.display()
+    );
 }
