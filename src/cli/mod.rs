@@ -342,6 +342,7 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
             .main_module
             .as_ref()
             .map(|m| format!("{} {}", m.path, m.version))
+            .or_else(|| info.main_package.clone())
             .unwrap_or_else(|| "?".into());
         out.push_str(&format!(
             "  {}: {} {} {}/{} trimpath={} cgo={} deps={}\n",
