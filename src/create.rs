@@ -120,20 +120,11 @@ fn add_go_binaries(
                 path: binary.path.clone(),
                 message: "the built binary has no readable Go build info".into(),
             })?;
-        if let Some(index) = plan.entries.iter().position(|p| p.entry.path == path) {
-            let existing = plan.entries.remove(index);
+        if let Some(existing) = remove_entry(plan, &path) {
             reporter.warning(&Warning::Replaced {
                 path: existing.entry.display(),
                 by: format!("the Go binary built from `{}`", binary.target.dir.display()),
             });
-            plan.go_binaries.retain(|g| g.path.0 != path);
-            plan.relocation.text.retain(|record| record.path.0 != path);
-            plan.relocation
-                .binary
-                .retain(|record| record.path.0 != path);
-            plan.relocation
-                .left_alone
-                .retain(|record| record.path.0 != path);
         }
         plan.go_binaries.push(GoBinary {
             path: ByteString(path.clone()),
@@ -261,18 +252,13 @@ fn add_generated(
         ),
     ];
     for (path, _, _) in &generated {
-        if let Some(index) = plan.entries.iter().position(|p| p.entry.path == *path) {
-            let existing = plan.entries.remove(index);
-            if !is_generated(plan, &existing) {
-                reporter.warning(&Warning::Replaced {
-                    path: existing.entry.display(),
-                    by: "gopack's own script".into(),
-                });
-            }
-            plan.relocation.text.retain(|record| record.path.0 != *path);
-            plan.relocation
-                .binary
-                .retain(|record| record.path.0 != *path);
+        if let Some(existing) = remove_entry(plan, path)
+            && !is_generated(plan, &existing)
+        {
+            reporter.warning(&Warning::Replaced {
+                path: existing.entry.display(),
+                by: "gopack's own script".into(),
+            });
         }
     }
     for (path, _, content) in &generated {
@@ -353,34 +339,18 @@ fn add_generated(
 fn apply_dest_prefix(plan: &mut Plan, dest: &[u8]) -> Result<()> {
     use std::collections::HashMap;
     let old = plan.relocation.source_prefix.0.clone();
-    let mut too_long = Vec::new();
+    plan.relocation.check_fits(dest)?;
     let mut slots: HashMap<Vec<u8>, Vec<crate::relocate::Patch>> = HashMap::new();
     for record in &plan.relocation.binary {
         for slot in &record.slots {
-            match slot.render(dest) {
-                Some(bytes) => {
-                    slots
-                        .entry(record.path.0.clone())
-                        .or_default()
-                        .push(crate::relocate::Patch {
-                            offset: slot.offset,
-                            bytes,
-                        })
-                }
-                None => too_long.push(format!(
-                    "{} (room {} bytes)",
-                    record.path.display(),
-                    slot.room
-                )),
-            }
+            slots
+                .entry(record.path.0.clone())
+                .or_default()
+                .push(crate::relocate::Patch {
+                    offset: slot.offset,
+                    bytes: slot.render(dest).expect("checked above"),
+                });
         }
-    }
-    if !too_long.is_empty() {
-        return Err(crate::Error::PrefixTooLong {
-            prefix: String::from_utf8_lossy(dest).into_owned(),
-            len: dest.len(),
-            files: too_long,
-        });
     }
     let texts: std::collections::HashSet<Vec<u8>> = plan
         .relocation
@@ -452,6 +422,20 @@ fn apply_dest_prefix(plan: &mut Plan, dest: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes an environment entry that gopack replaces with its own file, together with
+/// everything the plan recorded about it.
+fn remove_entry(plan: &mut Plan, path: &[u8]) -> Option<PlannedEntry> {
+    let index = plan.entries.iter().position(|p| p.entry.path == path)?;
+    let existing = plan.entries.remove(index);
+    plan.go_binaries.retain(|g| g.path.0 != path);
+    let relocation = &mut plan.relocation;
+    relocation.text.retain(|record| record.path.0 != path);
+    relocation.binary.retain(|record| record.path.0 != path);
+    relocation.left_alone.retain(|record| record.path.0 != path);
+    relocation.fixed.retain(|fix| fix.path() != path);
+    Some(existing)
 }
 
 fn is_generated(plan: &Plan, existing: &PlannedEntry) -> bool {

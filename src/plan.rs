@@ -89,6 +89,36 @@ pub struct Relocation {
     pub left_alone: Vec<LeftAlone>,
 }
 
+impl Relocation {
+    /// Checks that every binary slot has room for `new_prefix`.
+    ///
+    /// # Errors
+    /// [`Error::PrefixTooLong`] listing every slot that does not fit.
+    pub fn check_fits(&self, new_prefix: &[u8]) -> Result<()> {
+        let too_long: Vec<String> = self
+            .binary
+            .iter()
+            .flat_map(|record| {
+                record
+                    .slots
+                    .iter()
+                    .filter(|slot| slot.render(new_prefix).is_none())
+                    .map(move |slot| {
+                        format!("{} (room {} bytes)", record.path.display(), slot.room)
+                    })
+            })
+            .collect();
+        if too_long.is_empty() {
+            return Ok(());
+        }
+        Err(Error::PrefixTooLong {
+            prefix: String::from_utf8_lossy(new_prefix).into_owned(),
+            len: new_prefix.len(),
+            files: too_long,
+        })
+    }
+}
+
 /// A conda package of the environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CondaPackage {

@@ -532,25 +532,7 @@ pub fn relocate_tree(root: &Path, relocation: &Relocation, new_prefix: &[u8]) ->
     if old.as_slice() == new_prefix {
         return Ok(0);
     }
-    let mut too_long = Vec::new();
-    for record in &relocation.binary {
-        for slot in &record.slots {
-            if slot.render(new_prefix).is_none() {
-                too_long.push(format!(
-                    "{} (room {} bytes)",
-                    record.path.display(),
-                    slot.room
-                ));
-            }
-        }
-    }
-    if !too_long.is_empty() {
-        return Err(Error::PrefixTooLong {
-            prefix: String::from_utf8_lossy(new_prefix).into_owned(),
-            len: new_prefix.len(),
-            files: too_long,
-        });
-    }
+    relocation.check_fits(new_prefix)?;
     let path_of = |bytes: &[u8]| -> Result<PathBuf> {
         let relative = safe_relative(bytes).map_err(|reason| Error::HostileEntry {
             entry: String::from_utf8_lossy(bytes).into_owned(),

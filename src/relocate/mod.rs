@@ -94,6 +94,18 @@ pub enum Fix {
     },
 }
 
+impl Fix {
+    /// The path the fix was made to.
+    pub fn path(&self) -> &[u8] {
+        match self {
+            Fix::ShebangLauncher { path, .. }
+            | Fix::RelativeSearchPath { path, .. }
+            | Fix::RelativeSymlink { path, .. }
+            | Fix::AnonymisedRecord { path } => &path.0,
+        }
+    }
+}
+
 /// Prefix bytes that gopack leaves in place on purpose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeftAlone {
