@@ -140,6 +140,20 @@ impl Manifest {
         }
     }
 
+    /// Parses a manifest, refusing a format newer than this gopack understands. The error is a
+    /// sentence for the caller to attach to the bundle's path.
+    pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|err| format!("unreadable manifest: {err}"))?;
+        if manifest.format_version > FORMAT_VERSION {
+            return Err(format!(
+                "manifest format {} is newer than this gopack understands ({FORMAT_VERSION}); use a newer gopack",
+                manifest.format_version
+            ));
+        }
+        Ok(manifest)
+    }
+
     /// The manifest as pretty JSON with a trailing newline.
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec_pretty(self).expect("manifest serializes");

@@ -23,7 +23,7 @@ use tar::EntryType;
 
 use crate::archive::read::open_tar;
 use crate::error::{Error, Result};
-use crate::manifest::{FORMAT_VERSION, MANIFEST_PATH, Manifest};
+use crate::manifest::{MANIFEST_PATH, Manifest};
 use crate::plan::Relocation;
 use crate::progress::Reporter;
 use crate::relocate::text::replace_all;
@@ -364,14 +364,7 @@ fn extract(
                     .map_err(|source| Error::io("cannot set a file's mode", source))?;
                 set_mtime(&target, mtime)?;
                 if is_manifest {
-                    let parsed: Manifest = serde_json::from_slice(&manifest_bytes)
-                        .map_err(|err| bad(format!("unreadable manifest: {err}")))?;
-                    if parsed.format_version > FORMAT_VERSION {
-                        return Err(bad(format!(
-                            "manifest format {} is newer than this gopack understands ({FORMAT_VERSION}); use a newer gopack",
-                            parsed.format_version
-                        )));
-                    }
+                    let parsed = Manifest::from_json(&manifest_bytes).map_err(bad)?;
                     for file in &parsed.files {
                         if let (Some(sha), Some(size)) = (&file.sha256, file.size) {
                             expected.insert(file.path.0.clone(), (sha.clone(), size));

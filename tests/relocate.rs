@@ -20,13 +20,7 @@ fn unpack_with(shell: &[&str], prefix: &Path, posix: &Path) -> String {
 
 /// Runs a program of the environment with a clean environment (no PATH entry for it).
 fn in_env(program: &Path, args: &[&str]) -> String {
-    run_ok(
-        Command::new(program)
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", std::env::temp_dir()),
-    )
+    run_ok(bare_host(Command::new(program).args(args)))
 }
 
 fn check_environment(prefix: &Path, check_config_script: bool) {
@@ -77,13 +71,9 @@ fn check_environment(prefix: &Path, check_config_script: bool) {
 }
 
 fn check_go(prefix: &Path) {
-    let out = run_ok(
-        Command::new(prefix.join("bin/go"))
-            .args(["env", "GOROOT"])
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", std::env::temp_dir()),
-    );
+    let out = run_ok(bare_host(
+        Command::new(prefix.join("bin/go")).args(["env", "GOROOT"]),
+    ));
     assert_eq!(out.trim(), prefix.join("go").to_str().unwrap());
     assert_eq!(
         std::fs::read_link(prefix.join("bin/go")).unwrap().to_str(),
@@ -100,14 +90,7 @@ fn activate_round_trip(shell: &str, prefix: &Path) {
          echo \"after=${{CONDA_PREFIX-unset}} ${{GOPACK_STATE_VAR-unset}} ${{GOTOOLCHAIN-unset}}\"; echo \"ps1=$PS1\"",
         p = prefix.display()
     );
-    let out = run_ok(
-        Command::new(shell)
-            .arg("-c")
-            .arg(&script)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", std::env::temp_dir()),
-    );
+    let out = run_ok(bare_host(Command::new(shell).arg("-c").arg(&script)));
     let prefix_text = prefix.to_str().unwrap();
     assert!(
         out.contains(&format!("prefix={prefix_text}\n")),
@@ -134,15 +117,12 @@ fn fish_round_trip(prefix: &Path) {
          set -q CONDA_PREFIX; or echo prefix-unset; set -q GOPACK_STATE_VAR; or echo state-unset",
         p = prefix.display()
     );
-    let out = run_ok(
+    let out = run_ok(bare_host(
         Command::new(which("fish"))
             .arg("--no-config")
             .arg("-c")
-            .arg(&script)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", std::env::temp_dir()),
-    );
+            .arg(&script),
+    ));
     let prefix_text = prefix.to_str().unwrap();
     for expected in [
         format!("prefix={prefix_text}"),

@@ -5,10 +5,8 @@
 pub mod header;
 pub mod read;
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,15 +50,6 @@ impl Format {
             .iter()
             .find(|ext| name.ends_with(*ext))
             .and_then(|ext| Format::from_name(ext))
-    }
-
-    /// The usual extension.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::TarZst => "tar.zst",
-            Format::TarGz => "tar.gz",
-            Format::Tar => "tar",
-        }
     }
 }
 
@@ -353,9 +342,4 @@ fn copy_file(
         });
     }
     Ok(())
-}
-
-/// Path helper for callers: an entry path as an OS path.
-pub fn os_path(bytes: &[u8]) -> &Path {
-    Path::new(OsStr::from_bytes(bytes))
 }

@@ -61,8 +61,7 @@ pub fn read_manifest(path: &Path) -> Result<Manifest> {
             entry
                 .read_to_end(&mut text)
                 .map_err(|err| bad(format!("corrupt archive: {err}")))?;
-            return serde_json::from_slice(&text)
-                .map_err(|err| bad(format!("unreadable manifest: {err}")));
+            return Manifest::from_json(&text).map_err(bad);
         }
         if entry.header().entry_type().is_file() {
             break; // the manifest comes first; a bundle without it is not gopack's

@@ -36,13 +36,6 @@ impl CStringSlot {
         out.resize(self.room as usize, 0);
         Some(out)
     }
-
-    /// The longest prefix that fits this slot.
-    pub fn max_prefix_len(&self) -> u64 {
-        let fixed: u64 = self.pieces.iter().map(|p| p.0.len() as u64).sum();
-        let occurrences = self.pieces.len().saturating_sub(1).max(1) as u64;
-        (self.room.saturating_sub(1).saturating_sub(fixed)) / occurrences
-    }
 }
 
 /// Finds the C string around `hit` in `window` (which starts at file offset `window_start`)
@@ -113,7 +106,6 @@ mod tests {
             slot.pieces,
             vec![ByteString::from(""), ByteString::from("/lib")]
         );
-        assert_eq!(slot.max_prefix_len(), 12);
         let rendered = slot.render(b"/longer-envs").unwrap();
         assert_eq!(rendered.len(), 17);
         assert!(rendered.starts_with(b"/longer-envs/lib\0"));

@@ -82,6 +82,15 @@ pub fn text(output: &Output) -> String {
     )
 }
 
+/// Clears the command's environment down to what a bare host has: `PATH=/usr/bin:/bin` and a
+/// `HOME`, so nothing of the test machine (pyenv, conda, Go variables) leaks in.
+pub fn bare_host(command: &mut Command) -> &mut Command {
+    command
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", std::env::temp_dir())
+}
+
 /// Runs a command and asserts it succeeded; returns its stdout.
 pub fn run_ok(command: &mut Command) -> String {
     let output = command
