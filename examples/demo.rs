@@ -132,8 +132,8 @@ fn demo(with_go: bool) -> Result<(), String> {
 fn show(target: &Path) -> Result<(), String> {
     let script = std::fs::read_to_string(target.join("bin/hello-py")).map_err(|e| e.to_string())?;
     println!(
-        "   bin/hello-py now starts with a relocatable launcher: {:?}",
-        script.lines().nth(1).unwrap_or("")
+        "   bin/hello-py's #! line now names the new location: {:?}",
+        script.lines().next().unwrap_or("")
     );
     Ok(())
 }

@@ -73,6 +73,27 @@ pub enum Error {
         /// One description per offending file.
         found: Vec<String>,
     },
+    /// Symlinks lead out of the environment: no careful extractor (`gopack unpack` included)
+    /// would accept the bundle.
+    #[error(
+        "{} symlink(s) lead out of the environment; `gopack unpack` would refuse the bundle:\n{}",
+        links.len(),
+        list_lines(links)
+    )]
+    SymlinksOutside {
+        /// `link → target` lines, the link relative to the prefix.
+        links: Vec<String>,
+    },
+    /// `--copy-outside-links` cannot pack these links' targets in place of the links.
+    #[error(
+        "--copy-outside-links: {} symlink(s) cannot be replaced by their target's content:\n{}",
+        links.len(),
+        list_lines(links)
+    )]
+    OutsideLinksNotCopied {
+        /// `link → target: why` lines.
+        links: Vec<String>,
+    },
     /// A file could not be read.
     #[error("cannot read `{}`", path.display())]
     Unreadable {
@@ -129,6 +150,22 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// The file given as a bundle is something else (a zip, a text file, …).
+    #[error("`{}` is not a gopack bundle (it is {what})", path.display())]
+    NotABundle {
+        /// The file.
+        path: PathBuf,
+        /// What it is, as a noun phrase (`a zip archive`).
+        what: String,
+    },
+    /// The unpack destination cannot be used.
+    #[error("cannot unpack into `{}`: {reason}", path.display())]
+    BadDestination {
+        /// The destination.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A bundle entry would escape the destination or is of a forbidden type.
     #[error("refusing bundle entry `{entry}`: {reason}")]
     HostileEntry {
@@ -142,6 +179,14 @@ pub enum Error {
     DestinationNotEmpty {
         /// The destination directory.
         path: PathBuf,
+    },
+    /// A prefix no relocation can reach.
+    #[error("cannot relocate to `{}`: {reason}", path.display())]
+    UnreachablePrefix {
+        /// The destination.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// A target prefix does not fit into binary slots.
     #[error("the target prefix `{prefix}` ({len} bytes) is too long for {} binary slot(s):\n{}", files.len(), list_lines(files))]
@@ -238,6 +283,16 @@ impl Error {
                  `--ignore-editable-packages` to pack them as they are"
                     .into(),
             ),
+            Error::SymlinksOutside { .. } => Some(
+                "leave them out with `--exclude PATH` (one per link), or pass `--copy-outside-links` \
+                 to pack the content of each target (a regular file) in place of its link"
+                    .into(),
+            ),
+            Error::OutsideLinksNotCopied { .. } => Some(
+                "leave them out with `--exclude PATH`; gopack copies single files only, so copy a \
+                 directory into the environment yourself"
+                    .into(),
+            ),
             Error::OutputExists { .. } => Some("pass `-f`/`--force` to overwrite it".into()),
             Error::OutputDirMissing { .. } => Some("create the directory first".into()),
             Error::MalformedRecord { .. } => Some(
@@ -251,6 +306,9 @@ impl Error {
                 "choose a shorter destination path; binaries built by conda-build have room for 255 bytes"
                     .into(),
             ),
+            Error::NotABundle { .. } => Some(
+                "pass the `.tar.zst`, `.tar.gz` or `.tar` file that `gopack create` wrote".into(),
+            ),
             Error::ChangedDuringPack { .. } => {
                 Some("stop whatever is writing into the environment and pack again".into())
             }
@@ -259,5 +317,64 @@ impl Error {
     }
 }
 
+/// Renders bytes that come from a bundle or a manifest (names, link targets, package fields)
+/// for a message or a terminal: UTF-8 text stays as it is, except control characters and
+/// bidirectional-text overrides, which become `\x1b` / `\u{202e}` escapes, and bytes that are
+/// not UTF-8 become `\xNN`. Nothing a file name holds can then drive the terminal.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        escape_into(&mut out, chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// [`escape_bytes`] for text that is already UTF-8.
+pub fn escape_str(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    escape_into(&mut out, text);
+    out
+}
+
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if needs_escape(c) {
+            if (c as u32) < 0x100 {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            } else {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// Control characters (C0, DEL, C1) and the invisible characters that reorder or hide text.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        )
+}
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_control_characters_overrides_and_invalid_bytes() {
+        assert_eq!(escape_bytes(b"bin/python3.11"), "bin/python3.11");
+        assert_eq!(escape_bytes(b"a\x1b]0;x\x07b"), "a\\x1b]0;x\\x07b");
+        assert_eq!(escape_bytes(b"caf\xe9\n"), "caf\\xe9\\x0a");
+        assert_eq!(escape_str("x\u{202e}y\u{9b}"), "x\\u{202e}y\\x9b");
+        assert_eq!(escape_str("naïve ünïcode"), "naïve ünïcode");
+    }
+}

@@ -1,12 +1,18 @@
 //! The manifest, `.gopack/manifest.json`, the first member of every bundle: what was packed
 //! (conda and pip packages, every file's sha256 and size, Go binaries) and the relocation
 //! records the target applies. Versioned by [`FORMAT_VERSION`]; it holds no pack-time clock.
+//!
+//! A manifest read from a bundle is hostile until [`Manifest::validate`] accepted it:
+//! [`Manifest::from_json`], the only way to read one, runs it.
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{escape_bytes, escape_str};
 use crate::go::GoBinary;
 use crate::plan::{Body, CondaPackage, PipPackage, Plan, Relocation};
-use crate::relocate::ByteString;
+use crate::relocate::{ByteString, CStringSlot};
 use crate::scan::EntryKind;
 
 /// Where the manifest sits inside the bundle (relative to the environment's root).
@@ -71,18 +77,21 @@ pub struct Manifest {
     pub relocation: Relocation,
     /// Totals.
     pub totals: Totals,
-    /// Every packed path except gopack's own `.gopack/` metadata.
+    /// Every packed path except the manifest itself (`.gopack/` files included, so that
+    /// unpack verifies them too).
     pub files: Vec<FileRecord>,
 }
 
 impl Manifest {
-    /// Builds the manifest of a plan.
+    /// Builds the manifest of a plan: every entry but the manifest itself, which is rendered
+    /// from this value and so cannot list its own hash. Everything gopack adds to `.gopack/` is
+    /// in the plan before the manifest is rendered, so it is listed and verified like the rest.
     pub fn from_plan(plan: &Plan) -> Manifest {
         let mut totals = Totals::default();
         let mut files = Vec::with_capacity(plan.entries.len());
         for planned in &plan.entries {
             let entry = &planned.entry;
-            if entry.path.starts_with(b".gopack/") || entry.path == b".gopack" {
+            if entry.path == MANIFEST_PATH.as_bytes() {
                 continue;
             }
             let (kind, target) = match &entry.kind {
@@ -129,7 +138,7 @@ impl Manifest {
         Manifest {
             format_version: FORMAT_VERSION,
             gopack_version: env!("CARGO_PKG_VERSION").to_string(),
-            source_prefix: plan.relocation.source_prefix.clone(),
+            source_prefix: ByteString(plan.prefix.as_os_str().as_encoded_bytes().to_vec()),
             platform: plan.platform.clone(),
             packages: plan.packages.clone(),
             pip_packages: plan.pip_packages.clone(),
@@ -143,15 +152,174 @@ impl Manifest {
     /// Parses a manifest, refusing a format newer than this gopack understands. The error is a
     /// sentence for the caller to attach to the bundle's path.
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
-        let manifest: Manifest =
-            serde_json::from_slice(bytes).map_err(|err| format!("unreadable manifest: {err}"))?;
+        let manifest: Manifest = serde_json::from_slice(bytes)
+            .map_err(|err| format!("unreadable manifest: {}", escape_str(&err.to_string())))?;
         if manifest.format_version > FORMAT_VERSION {
             return Err(format!(
                 "manifest format {} is newer than this gopack understands ({FORMAT_VERSION}); use a newer gopack",
                 manifest.format_version
             ));
         }
+        manifest.validate()?;
         Ok(manifest)
+    }
+
+    /// Checks everything a reader relies on, so that no later step can panic, allocate without
+    /// bound or leave the destination because of what the manifest says: every path is a
+    /// normalised relative path (no `..`, root, NUL or empty name) listed once; every file has
+    /// a size and a sha256, every link a target, every hard link a listed file as target; every
+    /// relocation record names a listed regular file, and every binary slot lies inside that
+    /// file (checked arithmetic) with pieces that fit its room; the prefixes are absolute.
+    ///
+    /// # Errors
+    /// A sentence naming the first record at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        for (what, prefix) in [
+            ("source_prefix", &self.source_prefix),
+            ("relocation.source_prefix", &self.relocation.source_prefix),
+        ] {
+            if !prefix.0.starts_with(b"/") || prefix.0.contains(&0) {
+                return Err(format!(
+                    "manifest: {what} `{}` is not an absolute path",
+                    escape_bytes(&prefix.0)
+                ));
+            }
+        }
+        let mut listed: HashMap<&[u8], &FileRecord> = HashMap::with_capacity(self.files.len());
+        for record in &self.files {
+            let shown = || escape_bytes(&record.path.0);
+            check_path(&record.path.0)
+                .map_err(|reason| format!("manifest: file record `{}`: {reason}", shown()))?;
+            if record.path.0 == MANIFEST_PATH.as_bytes() {
+                return Err(format!("manifest: it lists itself (`{MANIFEST_PATH}`)"));
+            }
+            if record.mode > 0o7777 {
+                return Err(format!(
+                    "manifest: file record `{}`: mode {:o} is not a permission mode",
+                    shown(),
+                    record.mode
+                ));
+            }
+            let problem = match record.kind.as_str() {
+                "file" => match (&record.size, &record.sha256) {
+                    (Some(_), Some(sha)) if is_sha256(sha) => None,
+                    _ => Some("a file needs a size and a sha256 (64 hex digits)".to_string()),
+                },
+                "dir" => record
+                    .size
+                    .filter(|&size| size != 0)
+                    .map(|_| "a directory has no size".to_string()),
+                "symlink" => match &record.target {
+                    Some(target) if !target.0.is_empty() && !target.0.contains(&0) => None,
+                    _ => Some("a symlink needs a target".to_string()),
+                },
+                "hardlink" => match &record.target {
+                    Some(target) => match check_path(&target.0) {
+                        Err(reason) => Some(format!("hard link target: {reason}")),
+                        Ok(()) => match listed.get(target.0.as_slice()) {
+                            Some(first) if first.kind == "file" => None,
+                            _ => Some(format!(
+                                "hard link to `{}`, which is not a regular file listed before it",
+                                escape_bytes(&target.0)
+                            )),
+                        },
+                    },
+                    None => Some("a hard link needs a target".to_string()),
+                },
+                other => Some(format!("unknown type `{}`", escape_str(other))),
+            };
+            if let Some(problem) = problem {
+                return Err(format!("manifest: file record `{}`: {problem}", shown()));
+            }
+            if listed.insert(&record.path.0, record).is_some() {
+                return Err(format!("manifest: `{}` is listed twice", shown()));
+            }
+        }
+        let regular_file = |path: &[u8], what: &str| -> Result<u64, String> {
+            check_path(path)
+                .map_err(|reason| format!("manifest: {what} `{}`: {reason}", escape_bytes(path)))?;
+            match listed.get(path) {
+                Some(FileRecord {
+                    kind,
+                    size: Some(size),
+                    ..
+                }) if kind == "file" => Ok(*size),
+                _ => Err(format!(
+                    "manifest: {what} `{}` does not name a regular file listed in the manifest",
+                    escape_bytes(path)
+                )),
+            }
+        };
+        // A record's other names must be hard links to that very file: relocation links them
+        // to the rewritten file, replacing whatever they name.
+        let links_of = |path: &ByteString, links: &[ByteString], what: &str| {
+            for link in links {
+                let linked = matches!(
+                    listed.get(link.0.as_slice()),
+                    Some(FileRecord { kind, target: Some(target), .. })
+                        if kind == "hardlink" && target == path
+                );
+                if !linked {
+                    return Err(format!(
+                        "manifest: {what} `{}`: `{}` is not listed as a hard link to it",
+                        escape_bytes(&path.0),
+                        escape_bytes(&link.0)
+                    ));
+                }
+            }
+            Ok(())
+        };
+        for record in &self.relocation.text {
+            regular_file(&record.path.0, "text relocation record")?;
+            links_of(&record.path, &record.links, "text relocation record")?;
+            if let Some(line) = &record.shebang {
+                let bad_byte = |c: &u8| matches!(c, b'\n' | b'\r' | b'\0');
+                if check_path(&line.interpreter.0).is_err()
+                    || line.interpreter.0.iter().any(bad_byte)
+                    || line.argument.0.iter().any(bad_byte)
+                {
+                    return Err(format!(
+                        "manifest: text relocation record `{}`: its `#!` line is not a relative interpreter path with an argument on one line",
+                        escape_bytes(&record.path.0)
+                    ));
+                }
+            }
+        }
+        for record in &self.relocation.binary {
+            let size = regular_file(&record.path.0, "binary relocation record")?;
+            links_of(&record.path, &record.links, "binary relocation record")?;
+            for slot in &record.slots {
+                check_slot(slot, size).map_err(|reason| {
+                    format!(
+                        "manifest: binary relocation record `{}`: slot at offset {} (room {}): {reason}",
+                        escape_bytes(&record.path.0),
+                        slot.offset,
+                        slot.room
+                    )
+                })?;
+            }
+        }
+        let informational = self
+            .relocation
+            .fixed
+            .iter()
+            .map(|fix| fix.path())
+            .chain(
+                self.relocation
+                    .left_alone
+                    .iter()
+                    .map(|item| item.path.0.as_slice()),
+            )
+            .chain(
+                self.go_binaries
+                    .iter()
+                    .map(|binary| binary.path.0.as_slice()),
+            );
+        for path in informational {
+            check_path(path)
+                .map_err(|reason| format!("manifest: record `{}`: {reason}", escape_bytes(path)))?;
+        }
+        Ok(())
     }
 
     /// The manifest as pretty JSON with a trailing newline.
@@ -160,4 +328,77 @@ impl Manifest {
         out.push(b'\n');
         out
     }
+}
+
+/// A slot must lie inside its file, and its pieces (joined by at least one byte per prefix
+/// occurrence, plus the terminating NUL) must fit its room: then rendering it can never write
+/// outside the file, and its room is bounded by the file's size.
+fn check_slot(slot: &CStringSlot, file_size: u64) -> Result<(), String> {
+    slot.offset
+        .checked_add(slot.room)
+        .filter(|&end| end <= file_size)
+        .ok_or_else(|| format!("it does not lie inside the file ({file_size} bytes)"))?;
+    if slot.pieces.is_empty() {
+        return Err("it has no pieces".into());
+    }
+    // One byte at least for each prefix occurrence and for the NUL terminator.
+    let mut least = slot.pieces.len() as u64;
+    for piece in &slot.pieces {
+        least = least.saturating_add(piece.0.len() as u64);
+    }
+    if least > slot.room {
+        return Err("its string does not fit its room".into());
+    }
+    Ok(())
+}
+
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Checks that `path` is a normalised relative path: what [`normalize_path`] returns for it
+/// is itself.
+///
+/// # Errors
+/// Why it is not.
+pub fn check_path(path: &[u8]) -> Result<(), String> {
+    let normal = normalize_path(path)?;
+    if normal != path {
+        return Err("not a normalised path (`.`, `//` or a trailing `/`)".into());
+    }
+    Ok(())
+}
+
+/// Normalises a relative path from a bundle: drops `.` components, repeated and trailing
+/// slashes; refuses absolute paths, `..` components, NUL bytes and empty names.
+///
+/// # Errors
+/// Why the path is refused.
+pub fn normalize_path(path: &[u8]) -> Result<Vec<u8>, String> {
+    if path.is_empty() {
+        return Err("empty name".into());
+    }
+    if path.contains(&0) {
+        return Err("NUL byte in the name".into());
+    }
+    if path.starts_with(b"/") {
+        return Err("absolute path".into());
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for part in path.split(|&c| c == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => return Err("`..` leads outside the destination".into()),
+            part => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(part);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("empty name".into());
+    }
+    Ok(out)
 }

@@ -18,11 +18,9 @@ use crate::conda::CondaEnv;
 use crate::error::{Error, Result};
 use crate::go::GoBinary;
 use crate::progress::{Reporter, Warning};
-use crate::relocate::{
-    self, BinaryRecord, ByteString, Edit, FileContext, Fix, LeftAlone, TextRecord,
-};
+use crate::relocate::{self, ByteString, Edit, FileContext, Fix, LeftAlone};
 use crate::scan::classify::FileKind;
-use crate::scan::content::{self, CHUNK};
+use crate::scan::content;
 use crate::scan::{Entry, EntryKind, Inventory};
 
 /// What is written for an entry's content.
@@ -74,50 +72,7 @@ impl PlannedEntry {
     }
 }
 
-/// Everything relocation needs on the target, plus what was done at pack time.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Relocation {
-    /// The prefix the packed files hold.
-    pub source_prefix: ByteString,
-    /// Text files to rewrite.
-    pub text: Vec<TextRecord>,
-    /// Binary C strings to rewrite.
-    pub binary: Vec<BinaryRecord>,
-    /// What was fixed while packing.
-    pub fixed: Vec<Fix>,
-    /// Prefix bytes deliberately left alone.
-    pub left_alone: Vec<LeftAlone>,
-}
-
-impl Relocation {
-    /// Checks that every binary slot has room for `new_prefix`.
-    ///
-    /// # Errors
-    /// [`Error::PrefixTooLong`] listing every slot that does not fit.
-    pub fn check_fits(&self, new_prefix: &[u8]) -> Result<()> {
-        let too_long: Vec<String> = self
-            .binary
-            .iter()
-            .flat_map(|record| {
-                record
-                    .slots
-                    .iter()
-                    .filter(|slot| slot.render(new_prefix).is_none())
-                    .map(move |slot| {
-                        format!("{} (room {} bytes)", record.path.display(), slot.room)
-                    })
-            })
-            .collect();
-        if too_long.is_empty() {
-            return Ok(());
-        }
-        Err(Error::PrefixTooLong {
-            prefix: String::from_utf8_lossy(new_prefix).into_owned(),
-            len: new_prefix.len(),
-            files: too_long,
-        })
-    }
-}
+pub use crate::relocate::Relocation;
 
 /// A conda package of the environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,22 +196,19 @@ pub fn plan(
             }
             None => Body::None,
         };
-        if let EntryKind::Symlink { target } = &entry.kind {
-            if let Some(relative) = relocate::plan_symlink(&entry.path, target, &prefix_bytes) {
-                relocation.fixed.push(Fix::RelativeSymlink {
-                    path: ByteString(entry.path.clone()),
-                    target: ByteString(relative.clone()),
-                });
-                entry.kind = EntryKind::Symlink { target: relative };
-            } else if target.starts_with(b"/") {
-                reporter.warning(&Warning::SymlinkOutside {
-                    path: entry.display(),
-                    target: String::from_utf8_lossy(target).into_owned(),
-                });
-            }
+        // Links leading out of the environment were refused (or copied) by the scan.
+        if let EntryKind::Symlink { target } = &entry.kind
+            && let Some(relative) = relocate::plan_symlink(&entry.path, target, &prefix_bytes)
+        {
+            relocation.fixed.push(Fix::RelativeSymlink {
+                path: ByteString(entry.path.clone()),
+                target: ByteString(relative.clone()),
+            });
+            entry.kind = EntryKind::Symlink { target: relative };
         }
         entries.push(PlannedEntry { entry, body });
     }
+    attach_hard_links(&mut relocation, &entries);
     check_go_binaries(&go_binaries, &platform, options, reporter)?;
     warn_left_alone(&relocation.left_alone, reporter);
     let packages = env
@@ -319,10 +271,8 @@ fn analyse_entry(
     let (sha256, size) = match &plan.edit {
         Edit::None => (facts.sha256, facts.size),
         Edit::Replace(bytes) => (Sha256::digest(bytes).into(), bytes.len() as u64),
-        Edit::Patch(patches) => (
-            patched_sha256(&file, facts.size, patches).map_err(unreadable)?,
-            facts.size,
-        ),
+        edit => relocate::apply::digest(relocate::apply::edited_reader(&file, facts.size, edit))
+            .map_err(unreadable)?,
     };
     if let Some(go) = go.as_mut() {
         go.sha256 = hex::encode(sha256);
@@ -339,69 +289,31 @@ fn analyse_entry(
     })
 }
 
-/// sha256 of a file with same-length patches applied, streamed.
-pub(crate) fn patched_sha256(
-    file: &std::fs::File,
-    size: u64,
-    patches: &[relocate::Patch],
-) -> std::io::Result<[u8; 32]> {
-    let mut reader = PatchedReader::new(file, size, patches);
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; CHUNK];
-    loop {
-        let read = content::read_full(&mut reader, &mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hasher.finalize().into())
-}
-
-/// Reads a file with same-length patches applied on the fly.
-pub struct PatchedReader<'a> {
-    file: &'a std::fs::File,
-    size: u64,
-    position: u64,
-    patches: &'a [relocate::Patch],
-}
-
-impl<'a> PatchedReader<'a> {
-    /// Reads `file` (of `size` bytes) from the start with `patches` applied.
-    pub fn new(file: &'a std::fs::File, size: u64, patches: &'a [relocate::Patch]) -> Self {
-        PatchedReader {
-            file,
-            size,
-            position: 0,
-            patches,
+/// Gives each relocation record the other names of its file, so relocation rewrites them all.
+fn attach_hard_links(relocation: &mut Relocation, entries: &[PlannedEntry]) {
+    let mut twins: std::collections::HashMap<&[u8], Vec<ByteString>> = Default::default();
+    for planned in entries {
+        if let EntryKind::HardLink { target } = &planned.entry.kind {
+            twins
+                .entry(target.as_slice())
+                .or_default()
+                .push(ByteString(planned.entry.path.clone()));
         }
     }
-}
-
-impl std::io::Read for PatchedReader<'_> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let left = self.size.saturating_sub(self.position);
-        let want = (buffer.len() as u64).min(left) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
-        let read = self.file.read_at(&mut buffer[..want], self.position)?;
-        let start = self.position;
-        let end = start + read as u64;
-        for patch in self.patches {
-            let patch_end = patch.offset + patch.bytes.len() as u64;
-            if patch_end <= start || patch.offset >= end {
-                continue;
-            }
-            let from = patch.offset.max(start);
-            let to = patch_end.min(end);
-            buffer[(from - start) as usize..(to - start) as usize].copy_from_slice(
-                &patch.bytes[(from - patch.offset) as usize..(to - patch.offset) as usize],
-            );
-        }
-        self.position = end;
-        Ok(read)
+    if twins.is_empty() {
+        return;
+    }
+    for record in &mut relocation.text {
+        record.links = twins
+            .get(record.path.0.as_slice())
+            .cloned()
+            .unwrap_or_default();
+    }
+    for record in &mut relocation.binary {
+        record.links = twins
+            .get(record.path.0.as_slice())
+            .cloned()
+            .unwrap_or_default();
     }
 }
 
@@ -516,33 +428,4 @@ fn pip_packages(env: &CondaEnv) -> Vec<PipPackage> {
         }
     }
     found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Read;
-
-    #[test]
-    fn patched_reader_applies_patches_across_reads() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, b"0123456789").unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        let patches = vec![relocate::Patch {
-            offset: 3,
-            bytes: b"abcd".to_vec(),
-        }];
-        let mut reader = PatchedReader::new(&file, 10, &patches);
-        let mut out = Vec::new();
-        let mut small = [0u8; 4];
-        loop {
-            let n = reader.read(&mut small).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&small[..n]);
-        }
-        assert_eq!(out, b"012abcd789");
-    }
 }

@@ -27,12 +27,11 @@ pub enum Warning {
         /// The files.
         paths: Vec<String>,
     },
-    /// A symlink points outside the environment and may dangle on the target.
-    SymlinkOutside {
-        /// The link, relative to the prefix.
-        path: String,
-        /// Where it points.
-        target: String,
+    /// Symlinks leading out of the environment were packed as copies of their targets
+    /// (`--copy-outside-links`).
+    OutsideLinksCopied {
+        /// `link → target` lines.
+        links: Vec<String>,
     },
     /// A generated file replaced a file of the same name in the environment.
     Replaced {
@@ -40,6 +39,11 @@ pub enum Warning {
         path: String,
         /// What replaced it.
         by: String,
+    },
+    /// Environment variables whose names no shell can set were left out of activation.
+    EnvVarsSkipped {
+        /// The names.
+        names: Vec<String>,
     },
     /// Anything else, already phrased.
     Other(String),
@@ -89,13 +93,25 @@ impl std::fmt::Display for Warning {
                 }
                 Ok(())
             }
-            Warning::SymlinkOutside { path, target } => write!(
-                f,
-                "symlink `{path}` points outside the environment (`{target}`); it will dangle where that path does not exist"
-            ),
+            Warning::OutsideLinksCopied { links } => {
+                write!(
+                    f,
+                    "{} symlink(s) leading out of the environment packed as copies of their target:",
+                    links.len()
+                )?;
+                for link in links {
+                    write!(f, "\n  {link}")?;
+                }
+                Ok(())
+            }
             Warning::Replaced { path, by } => {
                 write!(f, "`{path}` in the environment is replaced by {by}")
             }
+            Warning::EnvVarsSkipped { names } => write!(
+                f,
+                "environment variable(s) left out of activation, their names are not shell names: {}\n  fix: rename them in etc/conda/env_vars.d or `conda env config vars`",
+                names.join(", ")
+            ),
             Warning::Other(message) => f.write_str(message),
         }
     }

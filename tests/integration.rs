@@ -1,7 +1,11 @@
-//! End-to-end tests: the built `gopack` binary on realistic fixture environments.
+//! End-to-end tests: the built `gopack` binary on realistic fixture environments, and on small
+//! synthetic ones where no real interpreter is needed.
 
 mod create;
+mod create_safety;
+mod engine;
 mod go;
 mod relocate;
 mod unpack;
+mod unpack_safety;
 mod util;

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::util::bundle::{RawEntry, hostile_bundle};
 use crate::util::*;
 
 fn unpack(bundle: &Path, dest: &Path) -> Command {
@@ -60,39 +61,6 @@ fn native_unpack_matches_tar_plus_script_and_works() {
     assert_no_leftovers(dest.parent().unwrap());
 }
 
-/// A raw archive member: name, type, link target, content.
-type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
-
-/// A tar stream whose first member is a minimal manifest, then `entries` written with raw names
-/// (the tar crate refuses to write hostile names itself).
-fn hostile_bundle(path: &Path, entries: &[RawEntry<'_>]) {
-    let manifest =
-        br#"{"format_version":1,"gopack_version":"0","source_prefix":"/x","platform":"linux-64",
-        "packages":[],"pip_packages":[],"go_binaries":[],
-        "relocation":{"source_prefix":"/x","text":[],"binary":[],"fixed":[],"left_alone":[]},
-        "totals":{"files":0,"symlinks":0,"hardlinks":0,"dirs":0,"bytes":0},"files":[]}"#;
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut all: Vec<RawEntry<'_>> = vec![(
-        b".gopack/manifest.json",
-        tar::EntryType::Regular,
-        b"",
-        manifest,
-    )];
-    all.extend_from_slice(entries);
-    for (name, kind, link, data) in all {
-        let mut header = tar::Header::new_ustar();
-        header.set_entry_type(kind);
-        header.set_mode(0o644);
-        header.set_size(data.len() as u64);
-        let old = header.as_old_mut();
-        old.name[..name.len()].copy_from_slice(name);
-        old.linkname[..link.len()].copy_from_slice(link);
-        header.set_cksum();
-        builder.append(&header, data).unwrap();
-    }
-    std::fs::write(path, builder.into_inner().unwrap()).unwrap();
-}
-
 #[test]
 fn hostile_bundles_are_refused_and_nothing_is_written() {
     use tar::EntryType::*;
@@ -139,6 +107,7 @@ fn hostile_bundles_are_refused_and_nothing_is_written() {
         let bundle = scratch.path(&format!("{name}.tar"));
         hostile_bundle(&bundle, &entries);
         let dest = scratch.path(&format!("out/{name}/env"));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         let stderr = run_fails(&mut unpack(&bundle, &dest), 1);
         assert!(stderr.contains(&format!("`{named}`")), "{name}: {stderr}");
         assert!(!dest.exists(), "{name}: destination was created");

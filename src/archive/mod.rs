@@ -141,6 +141,47 @@ impl Encoder {
     }
 }
 
+/// The encoder while the bundle is written. Dropped on an error or an interruption, it is freed
+/// on a helper thread: freeing a multi-threaded zstd encoder waits for every job it has queued
+/// (seconds each at high levels), and nobody needs their output.
+struct Detached(Option<Encoder>);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(encoder) = self.0.take() {
+            // If no thread can be started, the closure (and the encoder) is dropped right here.
+            let _ = std::thread::Builder::new()
+                .name("gopack-drop-encoder".into())
+                .spawn(move || drop(encoder));
+        }
+    }
+}
+
+impl std::ops::Deref for Detached {
+    type Target = Encoder;
+    fn deref(&self) -> &Encoder {
+        self.0.as_ref().expect("not finished")
+    }
+}
+
+impl std::ops::DerefMut for Detached {
+    fn deref_mut(&mut self) -> &mut Encoder {
+        self.0.as_mut().expect("not finished")
+    }
+}
+
+impl Write for Detached {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (**self).write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        (**self).write_all(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        (**self).flush()
+    }
+}
+
 /// Checks that the output can be written, before any work: its directory exists and it does
 /// not exist unless `force`.
 ///
@@ -192,7 +233,7 @@ pub fn write_bundle(
         })?;
     let write_error = |source| Error::io(format!("cannot write `{}`", output.display()), source);
     let file = temp.as_file().try_clone().map_err(write_error)?;
-    let mut out = Encoder::new(file, options).map_err(write_error)?;
+    let mut out = Detached(Some(Encoder::new(file, options).map_err(write_error)?));
     let mut buffer = vec![0u8; CHUNK];
     let mut members = 0;
     let mut content_bytes = 0;
@@ -224,12 +265,13 @@ pub fn write_bundle(
         match &planned.body {
             Body::None => {}
             Body::Generated(bytes) => out.write_all(bytes).map_err(write_error)?,
-            Body::Disk { edit, .. } => {
+            Body::Disk { edit, size, .. } => {
                 let source = entry.absolute(&plan.prefix);
                 copy_file(
                     &source,
                     entry,
                     edit,
+                    *size,
                     &mut out,
                     &mut buffer,
                     cancel,
@@ -238,11 +280,23 @@ pub fn write_bundle(
                 )?;
             }
             Body::External { source, .. } => {
-                let mut file = File::open(source).map_err(|err| Error::Unreadable {
+                let unreadable = |err| Error::Unreadable {
                     path: source.clone(),
                     source: err,
-                })?;
-                let copied = std::io::copy(&mut file, &mut out).map_err(write_error)?;
+                };
+                let mut file = File::open(source).map_err(unreadable)?;
+                let mut copied = 0u64;
+                loop {
+                    let read = read_full(&mut file, &mut buffer).map_err(unreadable)?;
+                    if read == 0 {
+                        break;
+                    }
+                    out.write_all(&buffer[..read]).map_err(write_error)?;
+                    copied += read as u64;
+                    if cancel.load(Ordering::Relaxed) {
+                        return Err(Error::Interrupted);
+                    }
+                }
                 if copied != size {
                     return Err(Error::ChangedDuringPack {
                         path: source.clone(),
@@ -256,12 +310,21 @@ pub fn write_bundle(
     }
     // Two zero blocks end a tar archive.
     out.write_all(&[0u8; 1024]).map_err(write_error)?;
-    let file = out.finish().map_err(write_error)?;
+    let file = out
+        .0
+        .take()
+        .expect("finished once")
+        .finish()
+        .map_err(write_error)?;
     file.sync_all().map_err(write_error)?;
     let size = file.metadata().map_err(write_error)?.len();
     temp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))
         .map_err(write_error)?;
+    // A signal during the final flush still leaves nothing: only the rename makes the bundle.
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Error::Interrupted);
+    }
     let persisted = if options.force {
         temp.persist(output).map_err(|err| err.error)
     } else {
@@ -296,6 +359,7 @@ fn copy_file(
     source: &Path,
     entry: &crate::scan::Entry,
     edit: &Edit,
+    packed_size: u64,
     out: &mut Encoder,
     buffer: &mut [u8],
     cancel: &AtomicBool,
@@ -304,7 +368,7 @@ fn copy_file(
 ) -> Result<()> {
     if let Edit::Replace(bytes) = edit {
         out.write_all(bytes).map_err(write_error)?;
-        reporter.written(entry.size);
+        reporter.written(packed_size);
         return Ok(());
     }
     let unreadable = |err| Error::Unreadable {
@@ -318,11 +382,7 @@ fn copy_file(
             path: source.to_path_buf(),
         });
     }
-    let patches: &[crate::relocate::Patch] = match edit {
-        Edit::Patch(patches) => patches,
-        _ => &[],
-    };
-    let mut reader = crate::plan::PatchedReader::new(&file, entry.size, patches);
+    let mut reader = crate::relocate::apply::edited_reader(&file, entry.size, edit);
     let mut copied = 0u64;
     loop {
         let read = read_full(&mut reader, buffer).map_err(unreadable)?;
@@ -336,7 +396,7 @@ fn copy_file(
             return Err(Error::Interrupted);
         }
     }
-    if copied != entry.size {
+    if copied != packed_size {
         return Err(Error::ChangedDuringPack {
             path: source.to_path_buf(),
         });

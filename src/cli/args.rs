@@ -80,6 +80,10 @@ pub struct CreateArgs {
     /// Pack editable Python installs as they are, with a warning, instead of failing.
     #[arg(long)]
     pub ignore_editable_packages: bool,
+    /// Pack the file a symlink leading out of the environment resolves to, in place of the
+    /// link, instead of failing (a link to a directory or to nothing stays an error).
+    #[arg(long)]
+    pub copy_outside_links: bool,
     /// Warn instead of failing when a Go binary is built for another platform.
     #[arg(long)]
     pub allow_foreign_go: bool,

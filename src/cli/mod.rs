@@ -16,7 +16,7 @@ use args::{Cli, Command, CreateArgs, InspectArgs, UnpackArgs};
 use gopack::archive::{Format, WriteOptions};
 use gopack::conda::locate::{self, LookupContext};
 use gopack::create::CreateOptions;
-use gopack::error::{Error, ErrorKind};
+use gopack::error::{Error, ErrorKind, escape_bytes, escape_str};
 use gopack::go::build::GoBuildOptions;
 use gopack::plan::PlanOptions;
 use gopack::scan::ScanOptions;
@@ -81,14 +81,14 @@ fn filter_order(matches: &clap::ArgMatches) -> Vec<(usize, RuleKind, String)> {
 
 fn report(err: &Error) -> ExitCode {
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "error: {err}");
+    let _ = writeln!(stderr, "error: {}", terminal_safe(&err.to_string()));
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
-        let _ = writeln!(stderr, "  caused by: {cause}");
+        let _ = writeln!(stderr, "  caused by: {}", terminal_safe(&cause.to_string()));
         source = cause.source();
     }
     if let Some(hint) = err.hint() {
-        let _ = writeln!(stderr, "hint: {hint}");
+        let _ = writeln!(stderr, "hint: {}", terminal_safe(&hint));
     }
     match err.kind() {
         ErrorKind::User => ExitCode::from(1),
@@ -112,6 +112,7 @@ fn resolve_create(
         include: _,
         ignore_missing_files,
         ignore_editable_packages,
+        copy_outside_links,
         allow_foreign_go,
         go,
         go_workspace,
@@ -202,6 +203,7 @@ fn resolve_create(
                 filter,
                 ignore_missing_files,
                 ignore_editable_packages,
+                copy_outside_links,
             },
             plan: PlanOptions {
                 allow_foreign_go,
@@ -299,14 +301,24 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
         print_stdout(&serde_json::to_string_pretty(&manifest).expect("manifest serializes"));
         return Ok(());
     }
+    // Every string below comes from the bundle: escaped, it cannot drive the terminal.
+    let e = |text: &str| escape_str(text);
+    let opt = |text: &Option<String>| text.as_deref().map_or_else(|| "?".to_string(), e);
     let mut out = String::new();
     let m = &manifest;
-    out.push_str(&format!("bundle:         {}\n", args.bundle.display()));
-    out.push_str(&format!("platform:       {}\n", m.platform));
-    out.push_str(&format!("source prefix:  {}\n", m.source_prefix.display()));
+    out.push_str(&format!(
+        "bundle:         {}\n",
+        escape_bytes(args.bundle.as_os_str().as_encoded_bytes())
+    ));
+    out.push_str(&format!("platform:       {}\n", e(&m.platform)));
+    out.push_str(&format!(
+        "source prefix:  {}\n",
+        escape_bytes(&m.source_prefix.0)
+    ));
     out.push_str(&format!(
         "written by:     gopack {} (manifest format {})\n",
-        m.gopack_version, m.format_version
+        e(&m.gopack_version),
+        m.format_version
     ));
     out.push_str(&format!(
         "contents:       {} files, {} symlinks, {} hard links, {} dirs, {}\n",
@@ -320,19 +332,19 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
     for package in &m.packages {
         out.push_str(&format!(
             "  {} {} {} ({})\n",
-            package.name,
-            package.version,
-            package.build,
-            package.channel.as_deref().unwrap_or("?")
+            e(&package.name),
+            e(&package.version),
+            e(&package.build),
+            opt(&package.channel)
         ));
     }
     out.push_str(&format!("pip packages:   {}\n", m.pip_packages.len()));
     for package in &m.pip_packages {
         out.push_str(&format!(
             "  {} {} (installed by {})\n",
-            package.name,
-            package.version,
-            package.installer.as_deref().unwrap_or("?")
+            e(&package.name),
+            e(&package.version),
+            opt(&package.installer)
         ));
     }
     out.push_str(&format!("Go binaries:    {}\n", m.go_binaries.len()));
@@ -341,18 +353,19 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
         let module = info
             .main_module
             .as_ref()
-            .map(|m| format!("{} {}", m.path, m.version))
-            .or_else(|| info.main_package.clone())
+            .map(|m| format!("{} {}", e(&m.path), e(&m.version)))
+            .or_else(|| info.main_package.as_deref().map(e))
             .unwrap_or_else(|| "?".into());
+        let setting = |key: &str| info.setting(key).map_or_else(|| "?".to_string(), e);
         out.push_str(&format!(
             "  {}: {} {} {}/{} trimpath={} cgo={} deps={}\n",
-            binary.path.display(),
+            escape_bytes(&binary.path.0),
             module,
-            info.go_version,
-            info.setting("GOOS").unwrap_or("?"),
-            info.setting("GOARCH").unwrap_or("?"),
+            e(&info.go_version),
+            setting("GOOS"),
+            setting("GOARCH"),
             info.trimpath(),
-            info.setting("CGO_ENABLED").unwrap_or("?"),
+            setting("CGO_ENABLED"),
             info.dependencies.len()
         ));
     }
@@ -377,17 +390,27 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
         *fixed.entry(kind).or_default() += 1;
     }
     for (kind, count) in fixed {
-        out.push_str(&format!("  fixed at pack:  {count} {kind}\n"));
+        out.push_str(&format!("  fixed at pack:  {count} {}\n", e(&kind)));
     }
     let mut left = std::collections::BTreeMap::<&str, usize>::new();
     for item in &relocation.left_alone {
         *left.entry(item.reason.as_str()).or_default() += 1;
     }
     for (reason, count) in left {
-        out.push_str(&format!("  left alone:     {count} {reason}\n"));
+        out.push_str(&format!("  left alone:     {count} {}\n", e(reason)));
     }
     print_stdout(&out);
     Ok(())
+}
+
+/// A message with every control character but its line breaks escaped: names from bundles
+/// and paths from the command line are escaped where they are put into messages, and this is
+/// the last line of defence before the terminal.
+fn terminal_safe(text: &str) -> String {
+    text.split('\n')
+        .map(escape_str)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Prints to stdout; a closed pipe (`gopack inspect | head`) is not an error.

@@ -2,12 +2,18 @@
 //! (the env's own first), find the main packages (`--go DIR`, or every main package of the
 //! env's workspace), and run `go build` for each, in parallel, offline-capable and reproducible:
 //! `-trimpath -buildvcs=false -ldflags=-buildid=`, `CGO_ENABLED=0` unless cgo is asked for,
-//! `GOTOOLCHAIN=local` so Go never downloads a toolchain.
+//! `GOTOOLCHAIN=local` so Go never downloads a toolchain. Every Go command keeps its temporary
+//! files in gopack's staging directory and is stopped when the cancel flag is set (Ctrl-C,
+//! SIGTERM, SIGHUP), see [`run`].
 
 use std::ffi::OsString;
+use std::io::{Read, Seek};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::go::buildinfo::go_target;
@@ -157,7 +163,14 @@ pub fn workspace_modules(gowork: &Path) -> Result<Vec<PathBuf>> {
     Ok(modules)
 }
 
-fn go_command(go: &Path, platform: &str, options: &GoBuildOptions) -> Result<Command> {
+/// A Go command for the platform; its temporary files (`go`'s work directory, the C compiler's
+/// files with cgo) go to `staging`, which the caller removes, also after an interruption.
+fn go_command(
+    go: &Path,
+    platform: &str,
+    options: &GoBuildOptions,
+    staging: &Path,
+) -> Result<Command> {
     let (goos, goarch) = go_target(platform).ok_or_else(|| Error::Go {
         message: format!("no Go target for the conda platform `{platform}`"),
         user: true,
@@ -169,6 +182,8 @@ fn go_command(go: &Path, platform: &str, options: &GoBuildOptions) -> Result<Com
         .env("CGO_ENABLED", if options.cgo { "1" } else { "0" })
         .env("GOTOOLCHAIN", "local")
         .env("GOFLAGS", "")
+        .env("GOTMPDIR", staging)
+        .env("TMPDIR", staging)
         .env_remove("GOROOT");
     if options.offline {
         command.env("GOPROXY", "off");
@@ -180,13 +195,16 @@ fn go_command(go: &Path, platform: &str, options: &GoBuildOptions) -> Result<Com
 ///
 /// # Errors
 /// [`Error::Go`] when a directory is missing, the workspace has no main package, or `go list`
-/// fails (its output is shown).
+/// fails (its output is shown); [`Error::Interrupted`] when `cancel` is set meanwhile.
+/// `staging` takes the Go command's temporary files.
 pub fn targets(
     prefix: &Path,
     go: &Path,
     platform: &str,
     env_vars: &[(String, String)],
     options: &GoBuildOptions,
+    staging: &Path,
+    cancel: &AtomicBool,
 ) -> Result<Vec<GoTarget>> {
     let exe = if platform.starts_with("win-") {
         ".exe"
@@ -242,7 +260,7 @@ pub fn targets(
         };
         let mut found_any = false;
         for module in modules {
-            let mut command = go_command(go, platform, options)?;
+            let mut command = go_command(go, platform, options, staging)?;
             command
                 .current_dir(&module)
                 .args([
@@ -258,7 +276,7 @@ pub fn targets(
                         .map(Path::as_os_str)
                         .unwrap_or(&OsString::from("off")),
                 );
-            let output = run(command, "list the workspace's packages")?;
+            let output = run(command, "list the workspace's packages", cancel)?;
             for line in String::from_utf8_lossy(&output)
                 .lines()
                 .filter(|l| !l.is_empty())
@@ -302,19 +320,49 @@ pub fn targets(
     Ok(targets)
 }
 
-fn run(mut command: Command, what: &str) -> Result<Vec<u8>> {
+/// How often a running Go command is checked for its end and for the cancel flag.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Runs a Go command to its end and returns its stdout.
+///
+/// The command runs in a process group of its own, with its output in unnamed temporary files.
+/// When `cancel` is set the whole group is killed: `go build` has no signal handler (SIGINT
+/// would end it without cleaning up just the same), and its compilers, linker and C compiler
+/// must not outlive it. Their temporary files are in the staging directory (see
+/// [`go_command`]), which the caller removes.
+fn run(mut command: Command, what: &str, cancel: &AtomicBool) -> Result<Vec<u8>> {
     let shown = format!("{command:?}");
-    let output = command.output().map_err(|err| Error::Go {
+    let cannot_run = |err: std::io::Error| Error::Go {
         message: format!("cannot {what}: cannot run {shown}: {err}"),
         user: true,
-    })?;
-    if !output.status.success() {
+    };
+    let mut stdout = tempfile::tempfile().map_err(cannot_run)?;
+    let mut stderr = tempfile::tempfile().map_err(cannot_run)?;
+    command
+        .stdin(Stdio::null())
+        .stdout(stdout.try_clone().map_err(cannot_run)?)
+        .stderr(stderr.try_clone().map_err(cannot_run)?)
+        .process_group(0);
+    let mut child = command.spawn().map_err(cannot_run)?;
+    let status = wait_or_stop(&mut child, cancel).map_err(cannot_run)?;
+    let Some(status) = status else {
+        return Err(Error::Interrupted);
+    };
+    let read = |file: &mut std::fs::File| -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        file.rewind()?;
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let stdout = read(&mut stdout).map_err(cannot_run)?;
+    let stderr = read(&mut stderr).map_err(cannot_run)?;
+    if !status.success() {
         return Err(Error::Go {
             message: format!(
                 "cannot {what}: the Go command failed\n  command: {shown}\n{}",
-                String::from_utf8_lossy(&output.stderr)
+                String::from_utf8_lossy(&stderr)
                     .lines()
-                    .chain(String::from_utf8_lossy(&output.stdout).lines())
+                    .chain(String::from_utf8_lossy(&stdout).lines())
                     .map(|line| format!("  | {line}"))
                     .collect::<Vec<_>>()
                     .join("\n")
@@ -322,24 +370,56 @@ fn run(mut command: Command, what: &str) -> Result<Vec<u8>> {
             user: true,
         });
     }
-    Ok(output.stdout)
+    Ok(stdout)
+}
+
+/// Waits for `child` (the leader of its own process group); `None` when `cancel` stopped it.
+fn wait_or_stop(child: &mut Child, cancel: &AtomicBool) -> std::io::Result<Option<ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if cancel.load(Ordering::Relaxed) {
+            kill_group(child);
+            child.wait()?;
+            return Ok(None);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Kills the process group `child` leads. `child` has not been reaped yet (even if it has
+/// exited), so the group id is still its own and cannot name anyone else's processes.
+fn kill_group(child: &Child) {
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; a negative pid
+    // names the process group the child leads (spawned with `process_group(0)`).
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
 }
 
 /// Builds every target into `out_dir`, in parallel.
 ///
 /// # Errors
-/// [`Error::Go`] with the exact command and the compiler's output for the first failure.
+/// [`Error::Go`] with the exact command and the compiler's output for the first failure;
+/// [`Error::Interrupted`] when `cancel` is set meanwhile (every build is stopped).
 pub fn build_all(
     go: &Path,
     platform: &str,
     targets: &[GoTarget],
     options: &GoBuildOptions,
     out_dir: &Path,
+    cancel: &AtomicBool,
 ) -> Result<Vec<BuiltBinary>> {
     let results: Vec<Result<BuiltBinary>> = std::thread::scope(|scope| {
         let handles: Vec<_> = targets
             .iter()
-            .map(|target| scope.spawn(move || build_one(go, platform, target, options, out_dir)))
+            .map(|target| {
+                scope.spawn(move || build_one(go, platform, target, options, out_dir, cancel))
+            })
             .collect();
         handles
             .into_iter()
@@ -353,6 +433,9 @@ pub fn build_all(
             })
             .collect()
     });
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Error::Interrupted);
+    }
     results.into_iter().collect()
 }
 
@@ -362,6 +445,7 @@ fn build_one(
     target: &GoTarget,
     options: &GoBuildOptions,
     out_dir: &Path,
+    cancel: &AtomicBool,
 ) -> Result<BuiltBinary> {
     let output = out_dir.join(&target.name);
     let mut ldflags = String::from("-buildid=");
@@ -373,7 +457,7 @@ fn build_one(
         ldflags.push(' ');
         ldflags.push_str(extra);
     }
-    let mut command = go_command(go, platform, options)?;
+    let mut command = go_command(go, platform, options, out_dir)?;
     command
         .current_dir(&target.dir)
         .args(["build", "-trimpath", "-buildvcs=false"]);
@@ -388,6 +472,7 @@ fn build_one(
     run(
         command,
         &format!("build the Go package in `{}`", target.dir.display()),
+        cancel,
     )?;
     Ok(BuiltBinary {
         target: target.clone(),

@@ -12,6 +12,11 @@ impl ByteString {
     pub fn display(&self) -> String {
         String::from_utf8_lossy(&self.0).into_owned()
     }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl From<&[u8]> for ByteString {

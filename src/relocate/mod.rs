@@ -4,9 +4,11 @@
 //! binary C-string slots). Go binaries are never C-string patched and `.pyc` files are never
 //! patched. [`plan_file`] and [`plan_symlink`] are pure apart from reading the file.
 
+pub mod apply;
 pub mod binary;
 pub mod bytes;
 pub mod elf;
+pub mod script;
 pub mod shebang;
 pub mod text;
 
@@ -16,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use binary::CStringSlot;
 pub use bytes::ByteString;
+pub use text::{Quoting, ShebangLine};
 
 use crate::conda::{FileMode, ManagedPath};
 use crate::scan::classify::FileKind;
@@ -31,6 +34,15 @@ pub enum Edit {
     Replace(Vec<u8>),
     /// Packed with these same-length byte ranges overwritten.
     Patch(Vec<Patch>),
+    /// Packed streamed through this text relocation (`--dest-prefix`).
+    Relocate {
+        /// The file's record.
+        record: TextRecord,
+        /// The prefix the file holds.
+        from: Vec<u8>,
+        /// The prefix it gets.
+        to: Vec<u8>,
+    },
 }
 
 /// Bytes overwritten at an offset (same length: nothing moves).
@@ -42,13 +54,36 @@ pub struct Patch {
     pub bytes: Vec<u8>,
 }
 
-/// A text file the target rewrites (every occurrence of the prefix it was last relocated from).
+/// A text file the target rewrites: every occurrence of the prefix the files hold now, by the
+/// rule of [`text`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TextRecord {
     /// Path relative to the prefix.
     pub path: ByteString,
     /// Occurrences in the packed file.
     pub occurrences: usize,
+    /// How the prefix is quoted in the file (gopack's own shell data).
+    #[serde(default, skip_serializing_if = "Quoting::is_plain")]
+    pub quoting: Quoting,
+    /// The `#!` line of a Python script, written anew for the new prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shebang: Option<ShebangLine>,
+    /// Other names of the same file (hard links), which get the new bytes too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<ByteString>,
+}
+
+impl TextRecord {
+    /// A plain record for `path`.
+    pub fn plain(path: ByteString, occurrences: usize) -> TextRecord {
+        TextRecord {
+            path,
+            occurrences,
+            quoting: Quoting::Plain,
+            shebang: None,
+            links: Vec::new(),
+        }
+    }
 }
 
 /// A binary file whose C strings the target rewrites.
@@ -60,6 +95,54 @@ pub struct BinaryRecord {
     pub macho: bool,
     /// The strings.
     pub slots: Vec<CStringSlot>,
+    /// Other names of the same file (hard links), which get the new bytes too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<ByteString>,
+}
+
+/// Everything relocation needs on the target, plus what was done at pack time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Relocation {
+    /// The prefix the packed files hold (the source prefix, or `--dest-prefix`).
+    pub source_prefix: ByteString,
+    /// Text files to rewrite.
+    pub text: Vec<TextRecord>,
+    /// Binary C strings to rewrite.
+    pub binary: Vec<BinaryRecord>,
+    /// What was fixed while packing.
+    pub fixed: Vec<Fix>,
+    /// Prefix bytes deliberately left alone.
+    pub left_alone: Vec<LeftAlone>,
+}
+
+impl Relocation {
+    /// Checks that every binary slot has room for `new_prefix`.
+    ///
+    /// # Errors
+    /// [`crate::Error::PrefixTooLong`] listing every slot that does not fit.
+    pub fn check_fits(&self, new_prefix: &[u8]) -> crate::Result<()> {
+        let too_long: Vec<String> = self
+            .binary
+            .iter()
+            .flat_map(|record| {
+                record
+                    .slots
+                    .iter()
+                    .filter(|slot| slot.render(new_prefix).is_none())
+                    .map(move |slot| {
+                        format!("{} (room {} bytes)", record.path.display(), slot.room)
+                    })
+            })
+            .collect();
+        if too_long.is_empty() {
+            return Ok(());
+        }
+        Err(crate::Error::PrefixTooLong {
+            prefix: String::from_utf8_lossy(new_prefix).into_owned(),
+            len: new_prefix.len(),
+            files: too_long,
+        })
+    }
 }
 
 /// A change gopack made at pack time, for the manifest.
@@ -174,7 +257,7 @@ pub fn plan_file(
                 .push(Fix::AnonymisedRecord { path: path.clone() });
             let occurrences = memchr::memmem::find_iter(&clean, context.prefix).count();
             if occurrences > 0 {
-                plan.text = Some(TextRecord { path, occurrences });
+                plan.text = Some(TextRecord::plain(path, occurrences));
             }
             plan.edit = Edit::Replace(clean);
             return Ok(plan);
@@ -220,8 +303,21 @@ fn plan_text(
             .strip_prefix(context.prefix)
             .and_then(|rest| rest.strip_prefix(b"/"));
         if let Some(interpreter) = inside {
+            if shebang::family(shebang.interpreter) == Some(shebang::Family::Python) {
+                // Any launcher changes what a Python file means (its docstring, `from
+                // __future__`, the coding line): the target writes the `#!` line anew instead.
+                plan.text = Some(TextRecord {
+                    shebang: Some(ShebangLine {
+                        interpreter: ByteString(interpreter.to_vec()),
+                        argument: ByteString(shebang.argument.to_vec()),
+                    }),
+                    ..TextRecord::plain(path, facts.prefix_hits.len())
+                });
+                return Ok(());
+            }
             let content = read_all(file, facts.size)?;
-            let shebang = shebang::parse(&content).expect("same first line");
+            let shebang = shebang::parse(&content)
+                .ok_or_else(|| std::io::Error::other("the file changed while it was read"))?;
             let relative = shebang::relative_path(dir_of(context.path), interpreter);
             if let Some(new) = shebang::launcher(&content, &shebang, &relative) {
                 plan.fixes.push(Fix::ShebangLauncher {
@@ -230,17 +326,14 @@ fn plan_text(
                 });
                 let occurrences = memchr::memmem::find_iter(&new, context.prefix).count();
                 if occurrences > 0 {
-                    plan.text = Some(TextRecord { path, occurrences });
+                    plan.text = Some(TextRecord::plain(path, occurrences));
                 }
                 plan.edit = Edit::Replace(new);
                 return Ok(());
             }
         }
     }
-    plan.text = Some(TextRecord {
-        path,
-        occurrences: facts.prefix_hits.len(),
-    });
+    plan.text = Some(TextRecord::plain(path, facts.prefix_hits.len()));
     Ok(())
 }
 
@@ -338,6 +431,7 @@ fn plan_binary(
             path,
             macho: facts.kind == FileKind::MachO,
             slots,
+            links: Vec::new(),
         });
     }
     Ok(())

@@ -1,6 +1,7 @@
-//! Shebang lines that name an interpreter inside the environment become relocatable launchers:
-//! `#!/bin/sh` finds the interpreter relative to the script's own location at run time and execs
-//! it, keeping the interpreter's option argument. The kernel limit on shebang length (127 bytes
+//! Shebang lines of shell and Perl scripts that name an interpreter inside the environment
+//! become relocatable launchers: `#!/bin/sh` finds the interpreter relative to the script's own
+//! location at run time and execs it, keeping the interpreter's option argument. (Python
+//! scripts are not wrapped: their `#!` line is written anew on the target.) The kernel limit on shebang length (127 bytes
 //! before Linux 5.1, 255 after, 512 on macOS) and spaces in paths then no longer matter, and the
 //! script does not depend on `PATH` (unlike conda-pack's `#!/usr/bin/env python`).
 
@@ -122,17 +123,9 @@ pub fn launcher(
     let mut out = Vec::with_capacity(content.len() + 512);
     out.extend_from_slice(b"#!/bin/sh\n");
     match family {
-        Family::Python => {
-            // Line 2 is `true` to sh and opens a string literal for Python, closed after the
-            // exec line, so Python skips the launcher and runs the original code.
-            out.extend_from_slice(
-                b"'''true' # gopack launcher: runs the environment's Python wherever the environment is\n",
-            );
-            out.extend_from_slice(FIND_HERE.as_bytes());
-            out.extend_from_slice(
-                format!("exec \"$here/{interpreter}\"{argument} \"$0\" \"$@\"\n'''\n").as_bytes(),
-            );
-        }
+        // Python scripts keep their bytes: the target rewrites their `#!` line (see
+        // `text::ShebangLine`), since any launcher changes what a Python file means.
+        Family::Python => return None,
         Family::Shell => {
             out.extend_from_slice(
                 b"# gopack launcher: re-runs this script with the environment's shell\n",
@@ -212,23 +205,26 @@ mod tests {
     }
 
     #[test]
-    fn python_launcher_keeps_option_and_body() {
-        let content = b"#!/p/bin/python3.11 -u\nimport sys\nprint(sys.argv)\n";
+    fn shell_launcher_keeps_option_and_body_and_python_gets_none() {
+        let content = b"#!/p/bin/bash -e\necho hi\n";
         let shebang = parse(content).unwrap();
-        let out = String::from_utf8(launcher(content, &shebang, b"python3.11").unwrap()).unwrap();
-        assert!(out.starts_with("#!/bin/sh\n'''true'"));
+        let out = String::from_utf8(launcher(content, &shebang, b"bash").unwrap()).unwrap();
+        assert!(out.starts_with("#!/bin/sh\n"));
         assert!(
-            out.contains("exec \"$here/python3.11\" \"-u\" \"$0\" \"$@\"\n'''\nimport sys\n"),
+            out.contains("exec \"$here/bash\" \"-e\" \"$0\" \"$@\""),
             "{out}"
         );
+        assert!(out.ends_with("unset GOPACK_LAUNCHED\necho hi\n"), "{out}");
+        let python = b"#!/p/bin/python3.11\nprint(1)\n";
+        assert!(launcher(python, &parse(python).unwrap(), b"python3.11").is_none());
     }
 
     #[test]
     fn refuses_unsafe_paths() {
-        let content = b"#!/p/bin/python\n";
+        let content = b"#!/p/bin/bash\n";
         let shebang = parse(content).unwrap();
-        assert!(launcher(content, &shebang, b"we'''ird/python").is_none());
-        assert!(launcher(content, &shebang, b"a$b/python").is_none());
+        assert!(launcher(content, &shebang, b"we'ird/bash").is_none());
+        assert!(launcher(content, &shebang, b"a$b/bash").is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod classify;
 pub mod content;
 pub mod filter;
+pub mod links;
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -73,6 +74,9 @@ pub struct ScanOptions {
     pub ignore_missing_files: bool,
     /// Pack editable installs as they are, with a warning, instead of failing.
     pub ignore_editable_packages: bool,
+    /// Pack the content of the file a symlink leading out of the environment resolves to, in
+    /// place of the link, instead of failing (`--copy-outside-links`).
+    pub copy_outside_links: bool,
 }
 
 /// The result of [`scan`]: every entry in archive order.
@@ -121,7 +125,8 @@ pub fn archive_order(a: &[u8], b: &[u8]) -> Ordering {
 /// Walks the environment (never following symlinks) and checks it.
 ///
 /// # Errors
-/// Missing managed files, editable installs (unless ignored), unreadable directories.
+/// Missing managed files, editable installs (unless ignored), symlinks leading out of the
+/// environment (unless copied), unreadable directories.
 pub fn scan(env: &CondaEnv, options: &ScanOptions, reporter: &dyn Reporter) -> Result<Inventory> {
     let prefix = &env.prefix;
     let mut entries = Vec::new();
@@ -219,6 +224,9 @@ pub fn scan(env: &CondaEnv, options: &ScanOptions, reporter: &dyn Reporter) -> R
     // A filter that keeps a file under an excluded directory must keep that directory too.
     add_missing_parents(prefix, &mut entries)?;
     entries.sort_by(|a, b| archive_order(&a.path, &b.path));
+    // Copied links become files first, so the editable-install check sees them too.
+    file_bytes +=
+        links::check_outside_links(prefix, &mut entries, options.copy_outside_links, reporter)?;
     check_managed_files(env, options, &entries, reporter)?;
     check_editable(env, options, &entries, reporter)?;
     reporter.scanned(entries.len() as u64, file_bytes);

@@ -3,7 +3,9 @@
 # CONDA_DEFAULT_ENV, PATH, the prompt and the environment's variables; `deactivate` undoes it.
 
 set -l _gopack_prefix (builtin realpath -s (dirname (status filename))/.. 2>/dev/null; or dirname (dirname (status filename)))
-if test (cat "$_gopack_prefix/.gopack/prefix" 2>/dev/null) != "$_gopack_prefix"
+# A fresh `tar -x` has no recorded prefix yet: that too means "relocate first".
+set -l _gopack_recorded (cat "$_gopack_prefix/.gopack/prefix" 2>/dev/null)
+if test "$_gopack_recorded" != "$_gopack_prefix"
     "$_gopack_prefix/bin/gopack-unpack" -q; or return 1
 end
 if functions -q deactivate

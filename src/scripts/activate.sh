@@ -14,7 +14,7 @@ elif [ -n "${KSH_VERSION:-}" ]; then
   eval '_gopack_here=${.sh.file}' 2>/dev/null || _gopack_here=
 fi
 case $_gopack_here in
-  */bin/activate) _gopack_prefix=$(cd -- "${_gopack_here%/bin/activate}" && pwd) ;;
+  */bin/activate) _gopack_prefix=$(CDPATH= cd -- "${_gopack_here%/bin/activate}" && pwd) ;;
   bin/activate) _gopack_prefix=$(pwd) ;;
   *) _gopack_prefix=$_gopack_recorded_prefix ;;
 esac
@@ -64,7 +64,9 @@ _gopack_default() {
 _GOPACK_SAVED_NAMES=
 _GOPACK_OLD_PATH=$PATH
 _GOPACK_ACTIVE_PREFIX=$_gopack_prefix
-_gopack_name=${_gopack_prefix##*/}
+# The prompt shows the directory's name with every byte a shell could expand in a prompt
+# (`$`, `` ` ``, `\`, `%`, `!`…) replaced, so a path never runs code when the prompt is drawn.
+_gopack_name=$(printf '%s' "${_gopack_prefix##*/}" | tr -c 'A-Za-z0-9._+@:,= -' '_')
 _gopack_set CONDA_PREFIX "$_gopack_prefix"
 _gopack_set CONDA_DEFAULT_ENV "$_gopack_prefix"
 _gopack_set CONDA_SHLVL 1
@@ -95,9 +97,15 @@ if [ -x "$_gopack_prefix/bin/go" ]; then
   unset _gopack_go_home
 fi
 
-for _gopack_script in "$_gopack_prefix"/etc/conda/activate.d/*.sh; do
-  [ -f "$_gopack_script" ] && . "$_gopack_script"
-done
+# Sourced from a function so that zsh can take an empty glob (no activate.d scripts) as empty.
+_gopack_source_dir() {
+  if [ -n "${ZSH_VERSION:-}" ]; then setopt localoptions nullglob; fi
+  for _gopack_script in "$1"/*.sh; do
+    if [ -f "$_gopack_script" ]; then . "$_gopack_script"; fi
+  done
+}
+_gopack_source_dir "$_gopack_prefix"/etc/conda/activate.d
+unset -f _gopack_source_dir
 unset _gopack_script _gopack_name _gopack_prefix _gopack_recorded_prefix
 
 deactivate() {

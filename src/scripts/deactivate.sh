@@ -7,9 +7,15 @@ if [ -z "${_GOPACK_ACTIVE_PREFIX:-}" ]; then
   return 1 2>/dev/null || exit 1
 fi
 
-for _gopack_script in "$_GOPACK_ACTIVE_PREFIX"/etc/conda/deactivate.d/*.sh; do
-  [ -f "$_gopack_script" ] && . "$_gopack_script"
-done
+# Sourced from a function so that zsh can take an empty glob (no deactivate.d scripts) as empty.
+_gopack_source_dir() {
+  if [ -n "${ZSH_VERSION:-}" ]; then setopt localoptions nullglob; fi
+  for _gopack_script in "$1"/*.sh; do
+    if [ -f "$_gopack_script" ]; then . "$_gopack_script"; fi
+  done
+}
+_gopack_source_dir "$_GOPACK_ACTIVE_PREFIX"/etc/conda/deactivate.d
+unset -f _gopack_source_dir
 unset _gopack_script
 
 PATH=$_GOPACK_OLD_PATH

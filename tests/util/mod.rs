@@ -6,6 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod bundle;
+pub mod synthetic;
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -166,7 +169,8 @@ pub fn extract(bundle: &Path, dest: &Path) {
 pub fn posix_bin(dir: &Path, busybox: bool) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     for tool in [
-        "cat", "cp", "dd", "mv", "rm", "sed", "touch", "chmod", "readlink", "id",
+        "awk", "cat", "chmod", "cp", "dd", "id", "ln", "mv", "readlink", "rm", "sed", "tail",
+        "touch", "tr",
     ] {
         let link = dir.join(tool);
         let _ = std::fs::remove_file(&link);

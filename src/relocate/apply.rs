@@ -1,0 +1,423 @@
+//! Applying a relocation: the one engine behind `--dest-prefix` (streamed into the archive),
+//! `gopack unpack` (in its staging directory) and, rendered as sh, `bin/gopack-unpack`
+//! ([`super::script`]). A relocation always goes from the prefix the files hold now to the new
+//! one; text follows the rule of [`super::text`], binary C strings are rendered from their
+//! recorded pieces and NUL-padded to their room.
+
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::text::TextRewriter;
+use super::{BinaryRecord, ByteString, Patch, Relocation, TextRecord};
+use crate::error::{Error, Result};
+
+/// Size of the buffers files are streamed through.
+const CHUNK: usize = 256 * 1024;
+
+impl TextRecord {
+    /// The streaming rewrite of this file from `from` to `to`.
+    pub fn rewriter(&self, from: &[u8], to: &[u8]) -> TextRewriter {
+        let first_line = self.shebang.as_ref().map(|line| line.render(to).0);
+        TextRewriter::new(
+            &self.quoting.escape(from),
+            &self.quoting.escape(to),
+            first_line,
+        )
+    }
+}
+
+impl BinaryRecord {
+    /// The same-length patches that write every slot for `to`.
+    ///
+    /// # Errors
+    /// [`Error::PrefixTooLong`] when a slot has no room for `to`.
+    pub fn patches(&self, to: &[u8]) -> Result<Vec<Patch>> {
+        self.slots
+            .iter()
+            .map(|slot| {
+                slot.render(to)
+                    .map(|bytes| Patch {
+                        offset: slot.offset,
+                        bytes,
+                    })
+                    .ok_or_else(|| Error::PrefixTooLong {
+                        prefix: String::from_utf8_lossy(to).into_owned(),
+                        len: to.len(),
+                        files: vec![format!(
+                            "{} (room {} bytes)",
+                            self.path.display(),
+                            slot.room
+                        )],
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Reads `inner` with same-length patches applied on the fly.
+pub struct PatchedReader<R> {
+    inner: R,
+    position: u64,
+    patches: Vec<Patch>,
+}
+
+impl<R: Read> PatchedReader<R> {
+    /// Reads `inner` from its start with `patches` applied.
+    pub fn new(inner: R, patches: Vec<Patch>) -> Self {
+        PatchedReader {
+            inner,
+            position: 0,
+            patches,
+        }
+    }
+}
+
+impl<R: Read> Read for PatchedReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        let start = self.position;
+        let end = start + read as u64;
+        for patch in &self.patches {
+            let patch_end = patch.offset.saturating_add(patch.bytes.len() as u64);
+            if patch_end <= start || patch.offset >= end {
+                continue;
+            }
+            let from = patch.offset.max(start);
+            let to = patch_end.min(end);
+            buffer[(from - start) as usize..(to - start) as usize].copy_from_slice(
+                &patch.bytes[(from - patch.offset) as usize..(to - patch.offset) as usize],
+            );
+        }
+        self.position = end;
+        Ok(read)
+    }
+}
+
+/// Reads `inner` through a text rewrite, so the new content is never held whole.
+pub struct RewritingReader<R> {
+    inner: R,
+    rewriter: TextRewriter,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    taken: usize,
+    done: bool,
+}
+
+impl<R: Read> RewritingReader<R> {
+    /// Reads `inner` rewritten by `rewriter`.
+    pub fn new(inner: R, rewriter: TextRewriter) -> Self {
+        RewritingReader {
+            inner,
+            rewriter,
+            input: vec![0; CHUNK],
+            output: Vec::with_capacity(CHUNK + 4096),
+            taken: 0,
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Read for RewritingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.taken == self.output.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.output.clear();
+            self.taken = 0;
+            let read = self.inner.read(&mut self.input)?;
+            if read == 0 {
+                self.rewriter.finish(&mut self.output);
+                self.done = true;
+            } else {
+                self.rewriter.feed(&self.input[..read], &mut self.output);
+            }
+        }
+        let count = buffer.len().min(self.output.len() - self.taken);
+        buffer[..count].copy_from_slice(&self.output[self.taken..self.taken + count]);
+        self.taken += count;
+        Ok(count)
+    }
+}
+
+/// The bytes a file is packed with: `file` (of `size` bytes) with `edit` applied, streamed.
+pub fn edited_reader<'a>(
+    file: &'a std::fs::File,
+    size: u64,
+    edit: &'a super::Edit,
+) -> Box<dyn Read + 'a> {
+    use super::Edit;
+    let whole = file.take(size);
+    match edit {
+        Edit::None => Box::new(whole),
+        Edit::Replace(bytes) => Box::new(&bytes[..]),
+        Edit::Patch(patches) => Box::new(PatchedReader::new(whole, patches.clone())),
+        Edit::Relocate { record, from, to } => {
+            Box::new(RewritingReader::new(whole, record.rewriter(from, to)))
+        }
+    }
+}
+
+/// sha256 and length of everything `reader` yields.
+///
+/// # Errors
+/// The reader's errors.
+pub fn digest(mut reader: impl Read) -> std::io::Result<([u8; 32], u64)> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let read = reader.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        total += read as u64;
+    }
+    Ok((hasher.finalize().into(), total))
+}
+
+/// What one record does to its file.
+enum Change<'a> {
+    Text(&'a TextRecord),
+    Binary(Vec<Patch>),
+}
+
+/// What [`relocate_tree`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relocated {
+    /// Files rewritten.
+    pub files: u64,
+    /// Python scripts whose `#!` line could be written neither plain nor in the sh form.
+    pub broken_shebangs: Vec<ByteString>,
+}
+
+/// Refuses a new prefix that no relocation path can carry: one holding a newline (the sh engine
+/// and every shell that sources `bin/activate` read paths line by line) or a NUL.
+///
+/// # Errors
+/// [`Error::UnreachablePrefix`].
+pub fn check_target(to: &[u8]) -> Result<()> {
+    if to.contains(&b'\n') || to.contains(&0) {
+        return Err(Error::UnreachablePrefix {
+            path: PathBuf::from(std::ffi::OsStr::from_bytes(to)),
+            reason: "it holds a newline; choose a path without one".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A record's path, checked to stay below the root: relative, no `..`, no empty or NUL names.
+///
+/// # Errors
+/// [`Error::HostileEntry`] naming the record.
+pub fn record_path(root: &Path, path: &[u8]) -> Result<PathBuf> {
+    let hostile = |reason: &str| Error::HostileEntry {
+        entry: String::from_utf8_lossy(path).into_owned(),
+        reason: format!("relocation record: {reason}"),
+    };
+    if path.is_empty() || path.contains(&0) || path.starts_with(b"/") {
+        return Err(hostile("not a relative path"));
+    }
+    let mut out = root.to_path_buf();
+    for component in Path::new(std::ffi::OsStr::from_bytes(path)).components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            _ => return Err(hostile("it leads outside the environment")),
+        }
+    }
+    Ok(out)
+}
+
+/// Relocates the environment at `root` (a private staging tree: nothing else writes there) from
+/// `from`, the prefix its files hold, to `to`. Every record is checked before any file changes.
+/// Each rewritten file replaces the old one by a rename, keeping its mode and modification
+/// time; its hard-linked names are linked to the new file; Python bytecode of a rewritten `.py`
+/// is removed.
+///
+/// # Errors
+/// [`Error::PrefixTooLong`] listing every slot without room; [`Error::HostileEntry`] for a
+/// record that names no regular file below `root`; I/O errors naming the file.
+pub fn relocate_tree(
+    root: &Path,
+    relocation: &Relocation,
+    from: &[u8],
+    to: &[u8],
+    cancel: &AtomicBool,
+) -> Result<Relocated> {
+    let mut summary = Relocated::default();
+    check_target(to)?;
+    if from == to {
+        return Ok(summary);
+    }
+    relocation.check_fits(to)?;
+    let mut changes = Vec::with_capacity(relocation.text.len() + relocation.binary.len());
+    for record in &relocation.text {
+        changes.push((&record.path, &record.links, Change::Text(record)));
+        if let Some(line) = &record.shebang
+            && !line.render(to).1
+        {
+            summary.broken_shebangs.push(record.path.clone());
+        }
+    }
+    for record in &relocation.binary {
+        changes.push((
+            &record.path,
+            &record.links,
+            Change::Binary(record.patches(to)?),
+        ));
+    }
+    for (path, links, change) in changes {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let file = record_path(root, &path.0)?;
+        let source = open_regular(&file, path)?;
+        let reader: Box<dyn Read + '_> = match &change {
+            Change::Text(record) => {
+                Box::new(RewritingReader::new(&source, record.rewriter(from, to)))
+            }
+            Change::Binary(patches) => Box::new(PatchedReader::new(&source, patches.clone())),
+        };
+        replace_file(&file, &source, reader)?;
+        for link in links {
+            relink(&file, &record_path(root, &link.0)?)?;
+        }
+        if path.0.ends_with(b".py") {
+            drop_bytecode(&file);
+        }
+        summary.files += 1;
+    }
+    Ok(summary)
+}
+
+fn open_regular(path: &Path, record: &ByteString) -> Result<std::fs::File> {
+    // O_NOFOLLOW: a record never reaches through a symlink.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|source| {
+            Error::io(
+                format!("cannot open `{}` to relocate it", path.display()),
+                source,
+            )
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|source| Error::io(format!("cannot read `{}`", path.display()), source))?;
+    if !meta.is_file() {
+        return Err(Error::HostileEntry {
+            entry: record.display(),
+            reason: "relocation record names something that is not a regular file".into(),
+        });
+    }
+    Ok(file)
+}
+
+/// Writes `content` to a new file beside `path` with `original`'s mode and modification time,
+/// then renames it over `path`.
+fn replace_file(path: &Path, original: &std::fs::File, mut content: impl Read) -> Result<()> {
+    let meta = original
+        .metadata()
+        .map_err(|source| Error::io(format!("cannot read `{}`", path.display()), source))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let beside = |source| Error::io(format!("cannot write beside `{}`", path.display()), source);
+    let mut temp = tempfile::Builder::new()
+        .prefix(".gopack-new-")
+        .tempfile_in(dir)
+        .map_err(beside)?;
+    let mut buffer = vec![0u8; CHUNK];
+    loop {
+        let read = content
+            .read(&mut buffer)
+            .map_err(|source| Error::io(format!("cannot read `{}`", path.display()), source))?;
+        if read == 0 {
+            break;
+        }
+        temp.write_all(&buffer[..read]).map_err(beside)?;
+    }
+    temp.as_file()
+        .set_permissions(meta.permissions())
+        .map_err(beside)?;
+    let mtime = filetime::FileTime::from_last_modification_time(&meta);
+    filetime::set_file_handle_times(temp.as_file(), None, Some(mtime)).map_err(beside)?;
+    temp.persist(path)
+        .map_err(|err| Error::io(format!("cannot replace `{}`", path.display()), err.error))?;
+    Ok(())
+}
+
+/// Makes `link` another name of `file`, atomically (a new link beside it, renamed over it).
+fn relink(file: &Path, link: &Path) -> Result<()> {
+    let fail = |source| {
+        Error::io(
+            format!("cannot link `{}` to the relocated file", link.display()),
+            source,
+        )
+    };
+    let dir = link.parent().unwrap_or(Path::new("."));
+    let temp = tempfile::Builder::new()
+        .prefix(".gopack-link-")
+        .make_in(dir, |temp| std::fs::hard_link(file, temp))
+        .map_err(fail)?;
+    temp.persist(link).map_err(|err| fail(err.error))?;
+    Ok(())
+}
+
+/// Removes `__pycache__/<stem>.*.pyc` of a rewritten Python source, so Python cannot load values
+/// compiled from the old text.
+fn drop_bytecode(source: &Path) {
+    let (Some(dir), Some(stem)) = (source.parent(), source.file_stem()) else {
+        return;
+    };
+    let Ok(entries) = fs_err::read_dir(dir.join("__pycache__")) else {
+        return;
+    };
+    let mut prefix = stem.as_bytes().to_vec();
+    prefix.push(b'.');
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.as_bytes().starts_with(&prefix) && name.as_bytes().ends_with(b".pyc") {
+            let _ = fs_err::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patched_reader_applies_patches_across_reads() {
+        let data = b"0123456789".to_vec();
+        let patches = vec![Patch {
+            offset: 3,
+            bytes: b"abc".to_vec(),
+        }];
+        let mut reader = PatchedReader::new(&data[..], patches);
+        let mut out = Vec::new();
+        let mut buffer = [0u8; 4];
+        loop {
+            let read = reader.read(&mut buffer).unwrap();
+            if read == 0 {
+                break;
+            }
+            out.extend_from_slice(&buffer[..read]);
+        }
+        assert_eq!(out, b"012abc6789");
+    }
+
+    #[test]
+    fn record_paths_stay_inside() {
+        let root = Path::new("/r");
+        assert_eq!(record_path(root, b"a/./b").unwrap(), Path::new("/r/a/b"));
+        for bad in [&b"/etc/x"[..], b"a/../../x", b"", b"a\0b"] {
+            assert!(record_path(root, bad).is_err());
+        }
+    }
+}
