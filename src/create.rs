@@ -273,6 +273,12 @@ fn add_generated(
             Quoting::Fish,
         ),
     ];
+    debug_assert!(
+        generated
+            .iter()
+            .map(|(path, ..)| *path)
+            .eq(scripts::GENERATED_PATHS.iter().copied())
+    );
     for (path, _, _, _) in &generated {
         if let Some(existing) = remove_entry(plan, path)
             && !is_generated(plan, &existing)
@@ -332,6 +338,9 @@ fn add_generated(
     let records = relocate::script::records(&plan.relocation);
     plan.entries
         .push(file(b".gopack/records.sh", 0o644, records));
+    // The manifest lists the entries in archive order.
+    plan.entries
+        .sort_by(|a, b| archive_order(&a.entry.path, &b.entry.path));
     let manifest = Manifest::from_plan(plan).to_json();
     plan.entries
         .push(file(MANIFEST_PATH.as_bytes(), 0o644, manifest));

@@ -214,16 +214,9 @@ impl Manifest {
                     _ => Some("a symlink needs a target".to_string()),
                 },
                 "hardlink" => match &record.target {
-                    Some(target) => match check_path(&target.0) {
-                        Err(reason) => Some(format!("hard link target: {reason}")),
-                        Ok(()) => match listed.get(target.0.as_slice()) {
-                            Some(first) if first.kind == "file" => None,
-                            _ => Some(format!(
-                                "hard link to `{}`, which is not a regular file listed before it",
-                                escape_bytes(&target.0)
-                            )),
-                        },
-                    },
+                    Some(target) => check_path(&target.0)
+                        .err()
+                        .map(|reason| format!("hard link target: {reason}")),
                     None => Some("a hard link needs a target".to_string()),
                 },
                 other => Some(format!("unknown type `{}`", escape_str(other))),
@@ -233,6 +226,31 @@ impl Manifest {
             }
             if listed.insert(&record.path.0, record).is_some() {
                 return Err(format!("manifest: `{}` is listed twice", shown()));
+            }
+        }
+        // What unpack itself reads and writes there must be what it expects.
+        let gopack_dir = listed.get(&b".gopack"[..]);
+        if gopack_dir.is_some_and(|record| record.kind != "dir") {
+            return Err("manifest: `.gopack` is not a directory".into());
+        }
+        let prefix = listed.get(&b".gopack/prefix"[..]);
+        if prefix.is_some_and(|record| record.kind != "file" || record.size > Some(4096)) {
+            return Err(
+                "manifest: `.gopack/prefix` is not a regular file of at most 4096 bytes".into(),
+            );
+        }
+        for record in self.files.iter().filter(|record| record.kind == "hardlink") {
+            let target = record
+                .target
+                .as_ref()
+                .map(|t| t.0.as_slice())
+                .unwrap_or_default();
+            if listed.get(target).is_none_or(|first| first.kind != "file") {
+                return Err(format!(
+                    "manifest: file record `{}`: hard link to `{}`, which is not a regular file it lists",
+                    escape_bytes(&record.path.0),
+                    escape_bytes(target)
+                ));
             }
         }
         let regular_file = |path: &[u8], what: &str| -> Result<u64, String> {
@@ -401,4 +419,132 @@ pub fn normalize_path(path: &[u8]) -> Result<Vec<u8>, String> {
         return Err("empty name".into());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(files: serde_json::Value, relocation: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "format_version": 1, "gopack_version": "0", "source_prefix": "/x",
+            "platform": "linux-64", "packages": [], "pip_packages": [], "go_binaries": [],
+            "relocation": relocation,
+            "totals": {"files": 0, "symlinks": 0, "hardlinks": 0, "dirs": 0, "bytes": 0},
+            "files": files,
+        }))
+        .unwrap()
+    }
+
+    fn files() -> serde_json::Value {
+        let sha = "0".repeat(64);
+        serde_json::json!([
+            {"path": "lib/h", "type": "hardlink", "mode": 420, "target": "lib/f"},
+            {"path": "lib", "type": "dir", "mode": 493},
+            {"path": "lib/f", "type": "file", "mode": 420, "size": 16, "sha256": sha},
+            {"path": "lib/l", "type": "symlink", "mode": 511, "target": "f"},
+        ])
+    }
+
+    fn relocation(binary: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"source_prefix": "/x", "text": [], "binary": binary,
+            "fixed": [], "left_alone": []})
+    }
+
+    fn slot(offset: u64, room: u64, pieces: &[&str]) -> serde_json::Value {
+        serde_json::json!([{"path": "lib/f", "macho": false,
+            "slots": [{"offset": offset, "room": room, "pieces": pieces}]}])
+    }
+
+    #[test]
+    fn accepts_what_gopack_writes() {
+        let text = serde_json::json!({"source_prefix": "/x", "binary": [], "fixed": [],
+            "left_alone": [], "text": [{"path": "lib/f", "occurrences": 1, "links": ["lib/h"]}]});
+        Manifest::from_json(&manifest(files(), text)).unwrap();
+        Manifest::from_json(&manifest(files(), relocation(slot(6, 10, &["", "/lib"])))).unwrap();
+    }
+
+    #[test]
+    fn refuses_slots_outside_their_file_or_room() {
+        for (offset, room, pieces, words) in [
+            (0, 1 << 40, &["", "/a"][..], "inside the file"),
+            (u64::MAX - 3, 8, &["", "/a"][..], "inside the file"),
+            (10, 7, &["", "/a"][..], "inside the file"),
+            (0, 4, &["", "", "", "", ""][..], "does not fit"),
+            (0, 4, &[][..], "no pieces"),
+        ] {
+            let err =
+                Manifest::from_json(&manifest(files(), relocation(slot(offset, room, pieces))))
+                    .unwrap_err();
+            assert!(err.contains(words) && err.contains("`lib/f`"), "{err}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_paths_kinds_and_links() {
+        let sha = "0".repeat(64);
+        let cases = [
+            (
+                serde_json::json!([{"path": "a/../b", "type": "dir", "mode": 493}]),
+                "`..`",
+            ),
+            (
+                serde_json::json!([{"path": "/abs", "type": "dir", "mode": 493}]),
+                "absolute",
+            ),
+            (
+                serde_json::json!([{"path": "a//b", "type": "dir", "mode": 493}]),
+                "normalised",
+            ),
+            (
+                serde_json::json!([{"path": "d", "type": "fifo", "mode": 420}]),
+                "unknown type",
+            ),
+            (
+                serde_json::json!([{"path": "f", "type": "file", "mode": 420}]),
+                "needs a size",
+            ),
+            (
+                serde_json::json!([{"path": ".gopack/manifest.json", "type": "file",
+                    "mode": 420, "size": 1, "sha256": sha}]),
+                "lists itself",
+            ),
+            (
+                serde_json::json!([{"path": "h", "type": "hardlink", "mode": 420,
+                    "target": "nowhere"}]),
+                "not a regular file it lists",
+            ),
+            (
+                serde_json::json!([{"path": "d", "type": "dir", "mode": 493},
+                    {"path": "d", "type": "dir", "mode": 493}]),
+                "listed twice",
+            ),
+            (
+                serde_json::json!([{"path": ".gopack", "type": "symlink", "mode": 511,
+                    "target": "etc"}]),
+                "not a directory",
+            ),
+            (
+                serde_json::json!([{"path": ".gopack/prefix", "type": "symlink", "mode": 511,
+                    "target": "../etc/x"}]),
+                "not a regular file",
+            ),
+        ];
+        for (files, words) in cases {
+            let err = Manifest::from_json(&manifest(files, relocation(serde_json::json!([]))))
+                .unwrap_err();
+            assert!(err.contains(words), "{words}: {err}");
+        }
+    }
+
+    #[test]
+    fn normalises_paths() {
+        assert_eq!(normalize_path(b"./a//b/").unwrap(), b"a/b");
+        assert!(normalize_path(b"a/..").is_err());
+        assert!(normalize_path(b"").is_err());
+        assert!(normalize_path(b"./").is_err());
+        assert!(normalize_path(b"a\0b").is_err());
+        assert!(check_path(b"a/b").is_ok());
+        assert!(check_path(b"a/b/").is_err());
+    }
 }

@@ -22,7 +22,6 @@ mod sys;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -76,6 +75,13 @@ pub fn unpack(
     let leading = read_leading(&mut reader)?;
     let staging = Staging::create(&dest)?;
     reporter.stage("extracting");
+    let content: u64 = leading
+        .manifest
+        .files
+        .iter()
+        .filter_map(|file| file.size)
+        .fold(0, u64::saturating_add);
+    reporter.scanned(leading.manifest.files.len() as u64, content);
     let modes = Modes::of_process();
     let extracted = extract::extract(
         &options.bundle,
@@ -91,10 +97,10 @@ pub fn unpack(
     reporter.stage("relocating");
     // Relocation starts from the prefix the files hold: `.gopack/prefix` when the bundle was
     // made for a destination (`--dest-prefix`), else the one they were packed from.
-    let from = match fs_err::read(staging.path().join(".gopack/prefix")) {
-        Ok(recorded) => recorded,
-        Err(_) => manifest.relocation.source_prefix.0.clone(),
-    };
+    let from = crate::relocate::apply::current_prefix(
+        staging.path(),
+        &manifest.relocation.source_prefix.0,
+    )?;
     let relocated = crate::relocate::apply::relocate_tree(
         staging.path(),
         &manifest.relocation,
@@ -111,23 +117,13 @@ pub fn unpack(
         )));
     }
     let relocated = relocated.files;
-    std::fs::write(
-        staging.path().join(".gopack/prefix"),
-        dest.as_os_str().as_bytes(),
-    )
-    .map_err(|source| Error::io("cannot record the prefix", source))?;
+    crate::relocate::apply::record_prefix(staging.path(), dest.as_os_str().as_bytes())?;
     extracted.finish_dirs()?;
-    if !staging.is_inside() {
-        fs_err::set_permissions(
-            staging.path(),
-            std::fs::Permissions::from_mode(modes.apply(0o755)),
-        )
-        .map_err(|source| Error::io("cannot set the destination's mode", source))?;
-    }
+    staging.finish_root(modes.apply(0o755))?;
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::Interrupted);
     }
-    staging.put_in_place()?;
+    staging.put_in_place(options.force)?;
     Ok(UnpackSummary {
         dest,
         entries,

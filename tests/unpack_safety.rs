@@ -601,7 +601,10 @@ fn stopped_in_a_file(
         .spawn()
         .unwrap();
     let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    writer.write_all(first).unwrap();
+    if let Err(err) = writer.write_all(first) {
+        let output = child.wait_with_output().unwrap();
+        panic!("gopack stopped reading ({err}):\n{}", text(&output));
+    }
     (child, writer)
 }
 
@@ -659,18 +662,20 @@ fn killed_unpack_leftovers_are_cleaned_by_the_next_run() {
 
 #[test]
 fn sigterm_and_sighup_during_unpack_leave_nothing() {
-    for signal in ["TERM", "HUP", "INT"] {
+    for (signal, number) in [
+        ("TERM", libc::SIGTERM),
+        ("HUP", libc::SIGHUP),
+        ("INT", libc::SIGINT),
+    ] {
         let scratch = Scratch::new();
         let dest = scratch.path("out/env");
         std::fs::create_dir_all(scratch.path("out")).unwrap();
         let declared: u64 = 1 << 40;
         let (child, mut writer) =
             stopped_in_a_file(&scratch, &big_file_start(declared, 4 << 20), &dest);
-        run_ok(
-            Command::new("kill")
-                .arg(format!("-{signal}"))
-                .arg(child.id().to_string()),
-        );
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: kill has no memory-safety preconditions; `pid` is our live child.
+        assert_eq!(unsafe { libc::kill(pid, number) }, 0);
         // Keep feeding the one huge file until gopack stops reading: it must notice the signal
         // inside the file, not only between entries. (A run that ignores it would read on;
         // the cap turns that into a failure instead of a full disk.)
@@ -907,6 +912,16 @@ fn modes_follow_gnu_tar_root_keeps_them_others_get_the_umask() {
             std::fs::read_to_string(dest.join("share/ro/conf")).unwrap(),
             format!("p={}\n", dest.display())
         );
+        // An existing destination directory keeps its own mode and owner, as with `tar -C`.
+        let kept = scratch.path("kept/env");
+        std::fs::create_dir_all(&kept).unwrap();
+        std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::os::unix::fs::chown(&kept, Some(65534), Some(65534)).unwrap();
+        run_ok(&mut unpack(&bundle, &kept));
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(mode_of(&kept), 0o711);
+        assert_eq!(kept.metadata().unwrap().uid(), 65534);
+        assert_no_leftovers(&scratch.path("kept"));
     }
     let home = scratch.path("user");
     std::fs::create_dir_all(&home).unwrap();

@@ -406,7 +406,7 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
 /// A message with every control character but its line breaks escaped: names from bundles
 /// and paths from the command line are escaped where they are put into messages, and this is
 /// the last line of defence before the terminal.
-fn terminal_safe(text: &str) -> String {
+pub(crate) fn terminal_safe(text: &str) -> String {
     text.split('\n')
         .map(escape_str)
         .collect::<Vec<_>>()

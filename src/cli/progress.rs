@@ -59,7 +59,8 @@ impl Reporter for TerminalReporter {
     }
     fn warning(&self, warning: &Warning) {
         if !self.quiet {
-            self.bar.suspend(|| eprintln!("warning: {warning}"));
+            let text = super::terminal_safe(&warning.to_string());
+            self.bar.suspend(|| eprintln!("warning: {text}"));
         }
     }
 }

@@ -196,6 +196,63 @@ pub struct Relocated {
     pub broken_shebangs: Vec<ByteString>,
 }
 
+/// Where an environment records the prefix its files hold after a relocation.
+pub const PREFIX_STATE: &str = ".gopack/prefix";
+
+/// The prefix the files of the environment at `root` hold: the one recorded by the last
+/// relocation (`--dest-prefix` or an unpack), else `packed`, the one in the records.
+///
+/// # Errors
+/// I/O errors other than a missing file; a recorded prefix that is a symlink.
+pub fn current_prefix(root: &Path, packed: &[u8]) -> Result<Vec<u8>> {
+    let path = root.join(PREFIX_STATE);
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path);
+    match opened {
+        Ok(mut file) => {
+            let mut recorded = Vec::new();
+            Read::by_ref(&mut file)
+                .take(4096)
+                .read_to_end(&mut recorded)
+                .map_err(|source| Error::io(format!("cannot read `{}`", path.display()), source))?;
+            Ok(recorded)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(packed.to_vec()),
+        Err(source) => Err(Error::io(
+            format!("cannot read `{}`", path.display()),
+            source,
+        )),
+    }
+}
+
+/// Records that the files of the environment at `root` now hold `prefix` (a new file renamed
+/// over the old one, so it is never half-written, and works whatever the old one's mode).
+///
+/// # Errors
+/// I/O errors naming the file.
+pub fn record_prefix(root: &Path, prefix: &[u8]) -> Result<()> {
+    let path = root.join(PREFIX_STATE);
+    let fail = |source| {
+        Error::io(
+            format!("cannot record the prefix in `{}`", path.display()),
+            source,
+        )
+    };
+    let dir = path.parent().unwrap_or(root);
+    let mut temp = tempfile::Builder::new()
+        .prefix(".gopack-new-")
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    temp.write_all(prefix).map_err(fail)?;
+    temp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(fail)?;
+    temp.persist(&path).map_err(|err| fail(err.error))?;
+    Ok(())
+}
+
 /// Refuses a new prefix that no relocation path can carry: one holding a newline (the sh engine
 /// and every shell that sources `bin/activate` read paths line by line) or a NUL.
 ///

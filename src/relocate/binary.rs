@@ -23,15 +23,23 @@ impl CStringSlot {
     /// The string's bytes for `prefix`, NUL-padded to exactly `room` bytes, or `None` when it
     /// does not fit (the string needs at least one terminating NUL).
     pub fn render(&self, prefix: &[u8]) -> Option<Vec<u8>> {
-        let mut out = Vec::with_capacity(self.room as usize);
+        // The length first, with checked arithmetic: a hostile record cannot make this allocate
+        // more than the room it claims.
+        let occurrences = self.pieces.len().saturating_sub(1) as u64;
+        let length = self
+            .pieces
+            .iter()
+            .try_fold(0u64, |sum, piece| sum.checked_add(piece.0.len() as u64))?
+            .checked_add(occurrences.checked_mul(prefix.len() as u64)?)?;
+        if length >= self.room {
+            return None;
+        }
+        let mut out = Vec::with_capacity(usize::try_from(self.room).ok()?);
         for (index, piece) in self.pieces.iter().enumerate() {
             if index > 0 {
                 out.extend_from_slice(prefix);
             }
             out.extend_from_slice(&piece.0);
-        }
-        if out.len() as u64 >= self.room {
-            return None;
         }
         out.resize(self.room as usize, 0);
         Some(out)

@@ -16,14 +16,9 @@ use crate::progress::{Reporter, Warning};
 use crate::relocate;
 use crate::scan::{Entry, EntryKind};
 
-/// Paths that gopack fills with its own file (see `create::add_generated`); a link there is
-/// replaced, never packed, so where it leads does not matter.
-const REPLACED_BY_GOPACK: [&[u8]; 4] = [
-    b"bin/activate",
-    b"bin/deactivate",
-    b"bin/activate.fish",
-    b"bin/gopack-unpack",
-];
+/// Paths that gopack fills with its own file; a link there is replaced, never packed, so where
+/// it leads does not matter.
+const REPLACED_BY_GOPACK: &[&[u8]] = crate::scripts::GENERATED_PATHS;
 
 /// How many links one resolution follows before it is taken for a loop (Linux's limit).
 const MAX_HOPS: usize = 40;

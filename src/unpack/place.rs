@@ -227,7 +227,18 @@ fn move_up(ready: &Path, dest: &Path) -> std::io::Result<()> {
     let result = (|| {
         for entry in fs_err::read_dir(ready)? {
             let name = entry?.file_name();
-            fs_err::rename(ready.join(&name), dest.join(&name))?;
+            let (from, to) = (ready.join(&name), dest.join(&name));
+            // Never over something that appeared in the destination meanwhile.
+            sys::rename_noreplace(&from, &to).map_err(|err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!(
+                        "cannot move `{}` to `{}`: {err}",
+                        from.display(),
+                        to.display()
+                    ),
+                )
+            })?;
             moved.push(name);
         }
         fs_err::remove_dir(ready)
@@ -397,16 +408,42 @@ impl Staging {
         &self.dir
     }
 
-    /// Whether staging is inside the destination (the destination keeps its own mode).
-    pub(super) fn is_inside(&self) -> bool {
-        self.inside
+    /// Gives the new tree's root its mode: an existing destination directory's own mode (and,
+    /// for root, its owner), as `tar -x -C` leaves the directory it extracts into; `mode` for a
+    /// new one. Staged inside the destination, the destination stays as it is.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub(super) fn finish_root(&self, mode: u32) -> Result<()> {
+        if self.inside {
+            return Ok(());
+        }
+        let fail = |source| Error::io("cannot set the destination's mode", source);
+        match std::fs::symlink_metadata(&self.dest) {
+            Ok(old) if old.is_dir() => {
+                if sys::is_root() {
+                    std::os::unix::fs::lchown(&self.dir, Some(old.uid()), Some(old.gid()))
+                        .map_err(fail)?;
+                }
+                fs_err::set_permissions(
+                    &self.dir,
+                    std::fs::Permissions::from_mode(old.mode() & 0o7777),
+                )
+                .map_err(fail)
+            }
+            _ => fs_err::set_permissions(&self.dir, std::fs::Permissions::from_mode(mode))
+                .map_err(fail),
+        }
     }
 
-    /// Puts the finished tree in the destination's place.
+    /// Puts the finished tree in the destination's place: with `force`, whatever the
+    /// destination is, is swapped out atomically; without, only a missing destination or an
+    /// empty directory is replaced (a plain rename refuses anything else, even one that
+    /// appeared since the destination was checked).
     ///
     /// # Errors
     /// I/O errors; the destination then holds what it held before.
-    pub(super) fn put_in_place(mut self) -> Result<()> {
+    pub(super) fn put_in_place(mut self, force: bool) -> Result<()> {
         let dest = self.dest.clone();
         let fail = |source| {
             Error::io(
@@ -428,6 +465,7 @@ impl Staging {
                     fs_err::rename(&self.dir, &dest).map_err(fail)?;
                 }
                 Err(err) => return Err(fail(err)),
+                Ok(_) if !force => fs_err::rename(&self.dir, &dest).map_err(fail)?,
                 Ok(_) => match sys::exchange(&self.dir, &dest) {
                     // The old tree is now under the staging name; the lock still covers it.
                     Ok(()) => remove_tree(&self.dir).map_err(|source| {

@@ -71,6 +71,37 @@ pub(crate) fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Renames `from` to `to` unless `to` exists (`renameat2(RENAME_NOREPLACE)`; where that is not
+/// available, a check before a plain rename).
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let (a, b) = (c_path(from)?, c_path(to)?);
+        // SAFETY: as in `exchange`.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if result == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if !is_unsupported(&err) {
+            return Err(err);
+        }
+    }
+    if std::fs::symlink_metadata(to).is_ok() {
+        return Err(std::io::Error::from_raw_os_error(libc::EEXIST));
+    }
+    std::fs::rename(from, to)
+}
+
 /// Whether `exchange` failed because it is not available here (old kernel, file system
 /// without support) rather than for a reason a plain rename would share.
 pub(crate) fn is_unsupported(err: &std::io::Error) -> bool {
@@ -119,6 +150,23 @@ mod tests {
             }
             Err(err) => assert!(is_unsupported(&err), "{err}"),
         }
+    }
+
+    #[test]
+    fn rename_noreplace_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        let err = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+        assert_eq!(std::fs::read(&b).unwrap(), b"b");
+        rename_noreplace(&a, &c).unwrap();
+        assert_eq!(std::fs::read(&c).unwrap(), b"a");
     }
 
     #[test]
