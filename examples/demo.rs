@@ -80,6 +80,8 @@ fn demo(with_go: bool) -> Result<(), String> {
             offline: true,
             ..Default::default()
         },
+        provenance: Default::default(),
+        image: None,
     };
     let started = std::time::Instant::now();
     let summary = create(&options, &AtomicBool::new(false), &Printer).map_err(|e| e.to_string())?;

@@ -32,6 +32,11 @@ pub struct CreateOptions {
     pub write: WriteOptions,
     /// Go services to build into the bundle.
     pub go: GoBuildOptions,
+    /// The checksum file and SBOM written beside the bundle.
+    pub provenance: crate::provenance::ProvenanceOptions,
+    /// Write a container image instead of a bundle (`--format oci`/`oci-dir`; the plan's
+    /// `dest_prefix` must be set).
+    pub image: Option<crate::oci::ImageOptions>,
 }
 
 /// What `create` did.
@@ -55,6 +60,8 @@ pub struct Summary {
     pub binary_records: usize,
     /// Pack-time fixes.
     pub fixed: usize,
+    /// Python bytecode files that keep the source prefix (for tracebacks only).
+    pub bytecode_left_alone: usize,
 }
 
 /// Plans the bundle for `prefix` without writing anything (used by `create` and by tests).
@@ -202,7 +209,18 @@ pub fn create(
         cancel,
         reporter,
     )?;
-    let bundle = archive::write_bundle(&plan, &options.output, &options.write, cancel, reporter)?;
+    let bundle = match &options.image {
+        Some(image) => crate::oci::write_image(
+            &plan,
+            &options.output,
+            &options.write,
+            image,
+            cancel,
+            reporter,
+        )?,
+        None => archive::write_bundle(&plan, &options.output, &options.write, cancel, reporter)?,
+    };
+    crate::provenance::finish_bundle(&bundle.path, &options.provenance, reporter)?;
     Ok(Summary {
         bundle,
         prefix: plan.prefix.clone(),
@@ -213,6 +231,12 @@ pub fn create(
         text_records: plan.relocation.text.len(),
         binary_records: plan.relocation.binary.len(),
         fixed: plan.relocation.fixed.len(),
+        bytecode_left_alone: plan
+            .relocation
+            .left_alone
+            .iter()
+            .filter(|item| item.reason == crate::relocate::LeftAloneReason::PythonBytecode)
+            .count(),
     })
 }
 

@@ -25,6 +25,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The prefix does not exist.
+    #[error("environment `{}` does not exist", path.display())]
+    EnvironmentMissing {
+        /// The directory that was given.
+        path: PathBuf,
+    },
     /// The prefix is not a conda environment.
     #[error("`{}` is not a conda environment (it has no `conda-meta` directory)", path.display())]
     NotAnEnvironment {
@@ -214,6 +220,12 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// SBOM, checksum and verify problems ([`crate::provenance`]).
+    #[error(transparent)]
+    Provenance(#[from] crate::provenance::Error),
+    /// Container image problems ([`crate::oci`]).
+    #[error(transparent)]
+    Oci(#[from] crate::oci::Error),
 }
 
 fn list_missing(missing: &[(String, String)]) -> String {
@@ -312,6 +324,8 @@ impl Error {
             Error::ChangedDuringPack { .. } => {
                 Some("stop whatever is writing into the environment and pack again".into())
             }
+            Error::Provenance(err) => err.hint(),
+            Error::Oci(err) => err.hint(),
             _ => None,
         }
     }

@@ -89,6 +89,15 @@ pub struct CondaPackage {
     /// Platform directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subdir: Option<String>,
+    /// Its dependencies as conda-meta records them (match specs), for the SBOM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends: Vec<String>,
+    /// sha256 of the package archive, from conda-meta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// md5 of the package archive, from conda-meta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
 }
 
 /// A Python distribution no conda record owns (installed by pip, uv, …).
@@ -220,6 +229,9 @@ pub fn plan(
             build: record.build.clone(),
             channel: record.channel_name(),
             subdir: record.subdir.clone(),
+            depends: record.depends.clone(),
+            sha256: record.sha256.clone(),
+            md5: record.md5.clone(),
         })
         .collect();
     Ok(Plan {
@@ -364,25 +376,19 @@ fn check_go_binaries(
 }
 
 fn warn_left_alone(left_alone: &[LeftAlone], reporter: &dyn Reporter) {
-    let mut by_reason: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for item in left_alone {
+    let mut by_reason: BTreeMap<relocate::LeftAloneReason, Vec<String>> = BTreeMap::new();
+    for item in left_alone
+        .iter()
+        .filter(|item| item.reason.worth_a_warning())
+    {
         by_reason
-            .entry(&item.reason)
+            .entry(item.reason)
             .or_default()
             .push(item.path.display());
     }
     for (reason, paths) in by_reason {
-        let reason = match reason {
-            "python-bytecode" => {
-                "Python bytecode: the path names the source file for tracebacks; it is not rewritten"
-            }
-            "go-binary" => "Go binaries are never patched: patching destroys their build info",
-            "windows-binary" => "Windows binaries are not patched",
-            "string-too-long" => "the string around the prefix is too long to rewrite safely",
-            other => other,
-        };
         reporter.warning(&Warning::PrefixLeftAlone {
-            reason: reason.to_string(),
+            reason: reason.explain().to_string(),
             paths,
         });
     }

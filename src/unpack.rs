@@ -71,6 +71,7 @@ pub fn unpack(
     let dest = place::resolve_destination(&options.dest)?;
     place::clean_stale(&dest);
     check_destination(&dest, options.force)?;
+    crate::provenance::checksum::verify_sidecar(&options.bundle)?;
     let mut reader = open_bundle(&options.bundle)?;
     let leading = read_leading(&mut reader)?;
     let staging = Staging::create(&dest)?;

@@ -1,8 +1,10 @@
-//! `gopack create` on fixture environments: contents, manifest, determinism, formats, filters,
-//! the checks' errors (exit code, message, no output left), and finding envs by name.
+//! `gopack create`: contents, manifest, determinism and formats on a real fixture environment;
+//! filters, the checks' errors (exit code, message, no output left), finding envs by name, huge
+//! files and interruption on small synthetic ones.
 
 use std::process::Command;
 
+use crate::util::synthetic::{SyntheticEnv, host_platform};
 use crate::util::*;
 
 fn files_named<'a>(manifest: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
@@ -21,7 +23,7 @@ fn packs_the_environment_with_a_complete_manifest() {
     pack(&env, &bundle, &["-q"]);
     let manifest = manifest(&bundle);
     assert_eq!(manifest["format_version"], 1);
-    assert_eq!(manifest["platform"], "linux-64");
+    assert_eq!(manifest["platform"], host_platform());
     assert_eq!(manifest["source_prefix"], env.to_str().unwrap());
     let names: Vec<&str> = manifest["packages"]
         .as_array()
@@ -196,7 +198,11 @@ fn gzip_and_plain_tar_formats() {
 #[test]
 fn exclude_and_include_rules_apply_in_order() {
     let scratch = Scratch::new();
-    let env = scratch.env("env", &[]);
+    let env = SyntheticEnv::new(&scratch.path("env"))
+        .text("include/python3.11/Python.h", "/* h */")
+        .text("lib/python3.11/site-packages/numpy/__init__.py", "")
+        .text("lib/python3.11/site-packages/numpy/version.py", "")
+        .build();
     let bundle = scratch.path("b.tar.zst");
     pack(
         &env,
@@ -265,35 +271,39 @@ fn odd_names_long_paths_and_non_utf8_round_trip() {
 #[test]
 fn missing_managed_files_fail_cleanly_unless_ignored() {
     let scratch = Scratch::new();
-    let env = scratch.env("env", &["--variant", "missing-file"]);
+    let env = SyntheticEnv::new(&scratch.path("env"))
+        .text("lib/python3.11/site-packages/numpy/__init__.py", "")
+        .missing("lib/python3.11/site-packages/numpy/py.typed")
+        .build();
     let bundle = scratch.path("b.tar.zst");
     let stderr = run_fails(&mut create_command(&env, &bundle), 1);
     assert!(
-        stderr.contains("numpy-2.1.3-py311h_gopack_0: lib/python3.11/site-packages/numpy/py.typed"),
+        stderr.contains("synthetic-1.0-0: lib/python3.11/site-packages/numpy/py.typed"),
         "{stderr}"
     );
     assert!(stderr.contains("--ignore-missing-files"), "{stderr}");
     assert!(!bundle.exists());
     assert_no_leftovers(scratch.dir.path());
-    let out = run_ok(create_command(&env, &bundle).arg("--ignore-missing-files"));
-    let _ = out;
+    run_ok(create_command(&env, &bundle).arg("--ignore-missing-files"));
     assert!(bundle.is_file());
 }
 
 #[test]
 fn editable_installs_are_refused_unless_ignored() {
     let scratch = Scratch::new();
-    for variant in ["editable", "egg-link"] {
-        let env = scratch.env(variant, &["--variant", variant]);
+    let site = "lib/python3.11/site-packages";
+    for (variant, file, content) in [
+        ("editable", "__editable__.mypkg-0.1.pth", "/tmp/src/mypkg\n"),
+        ("egg-link", "oldpkg.egg-link", "/tmp/src/oldpkg\n."),
+        ("pth", "easy-install.pth", "/tmp/src/elsewhere\n"),
+    ] {
+        let env = SyntheticEnv::new(&scratch.path(variant))
+            .text(&format!("{site}/{file}"), content)
+            .build();
         let bundle = scratch.path(&format!("{variant}.tar.zst"));
         let stderr = run_fails(&mut create_command(&env, &bundle), 1);
         assert!(stderr.contains("editable"), "{stderr}");
-        let expected = if variant == "editable" {
-            "__editable__.mypkg-0.1.pth"
-        } else {
-            "oldpkg.egg-link"
-        };
-        assert!(stderr.contains(expected), "{stderr}");
+        assert!(stderr.contains(file), "{stderr}");
         assert!(!bundle.exists());
         let output = create_command(&env, &bundle)
             .arg("--ignore-editable-packages")
@@ -311,7 +321,12 @@ fn editable_installs_are_refused_unless_ignored() {
 #[test]
 fn malformed_record_names_file_line_and_column() {
     let scratch = Scratch::new();
-    let env = scratch.env("env", &["--variant", "malformed-record"]);
+    let env = SyntheticEnv::new(&scratch.path("env")).build();
+    std::fs::write(
+        env.join("conda-meta/broken-1.0-0.json"),
+        "{\n  \"name\": \"broken\",\n  \"version\": \"1.0\"\n  \"build\": \"0\",\n  \"files\": []\n}\n",
+    )
+    .unwrap();
     let bundle = scratch.path("b.tar.zst");
     let stderr = run_fails(&mut create_command(&env, &bundle), 1);
     assert!(stderr.contains("conda-meta/broken-1.0-0.json"), "{stderr}");
@@ -322,7 +337,11 @@ fn malformed_record_names_file_line_and_column() {
 #[test]
 fn output_errors_and_special_files() {
     let scratch = Scratch::new();
-    let env = scratch.env("env", &["--variant", "fifo"]);
+    let env = SyntheticEnv::new(&scratch.path("env"))
+        .text("etc/a.conf", "x")
+        .dir("var/hello")
+        .build();
+    run_ok(Command::new("mkfifo").arg(env.join("var/hello/pipe")));
     let bundle = scratch.path("b.tar.zst");
     let output = create_command(&env, &bundle).output().unwrap();
     assert!(output.status.success(), "{}", text(&output));
@@ -356,8 +375,27 @@ fn output_errors_and_special_files() {
             .arg(scratch.path("x.tar.zst")),
         1,
     );
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    let stderr = run_fails(
+        gopack()
+            .arg("create")
+            .arg("-p")
+            .arg(scratch.path("env/etc"))
+            .arg("-o")
+            .arg(scratch.path("x.tar.zst")),
+        1,
+    );
     assert!(stderr.contains("not a conda environment"), "{stderr}");
     run_fails(gopack().arg("create").arg("--bogus"), 2);
+    let stderr = run_fails(
+        create_command(&env, &scratch.path("x.zip")).args(["--format", "zip"]),
+        2,
+    );
+    assert!(
+        stderr.contains("tar.zst") && stderr.contains("tar.gz"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(".tzst"), "{stderr}");
 }
 
 #[test]
@@ -365,7 +403,7 @@ fn environments_are_found_by_name_without_conda() {
     let scratch = Scratch::new();
     let home = scratch.path("home");
     std::fs::create_dir_all(&home).unwrap();
-    let env = scratch.env("store/envs/ml", &[]);
+    let env = SyntheticEnv::new(&scratch.path("store/envs/ml")).build();
     std::fs::write(
         home.join(".condarc"),
         format!(
@@ -417,24 +455,31 @@ fn environments_are_found_by_name_without_conda() {
     assert!(stderr.contains("CONDA_PREFIX"), "{stderr}");
 }
 
+/// A synthetic environment with an 8.5 GiB sparse file (a few KiB on disk).
+fn env_with_sparse_file(scratch: &Scratch) -> (std::path::PathBuf, u64) {
+    let env = SyntheticEnv::new(&scratch.path("env"))
+        .text("share/big/sparse.bin", "gopack-sparse-head\n")
+        .build();
+    let size = (8 << 30) + (512 << 20);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(env.join("share/big/sparse.bin"))
+        .unwrap();
+    file.set_len(size).unwrap();
+    (env, size)
+}
+
 #[test]
 fn sparse_file_over_8_gib_round_trips_with_pax_size() {
     let scratch = Scratch::new();
-    let env = scratch.env("env", &["--variant", "sparse-file"]);
+    let (env, size) = env_with_sparse_file(&scratch);
     let bundle = scratch.path("b.tar.zst");
-    pack(
-        &env,
-        &bundle,
-        &["-q", "--exclude", "lib/**", "--exclude", "include/**"],
-    );
+    pack(&env, &bundle, &["-q", "--compress-level", "1"]);
     let listing = run_ok(Command::new("tar").arg("-tvf").arg(&bundle));
     let line = listing
         .lines()
         .find(|l| l.ends_with("share/big/sparse.bin"))
         .unwrap();
-    let size = std::fs::metadata(env.join("share/big/sparse.bin"))
-        .unwrap()
-        .len();
     assert!(size > 8 << 30);
     assert!(line.contains(&size.to_string()), "{line}");
 }
@@ -442,7 +487,7 @@ fn sparse_file_over_8_gib_round_trips_with_pax_size() {
 #[test]
 fn json_summary_and_ctrl_c_leave_nothing_behind() {
     let scratch = Scratch::new();
-    let env = scratch.env("env", &["--variant", "sparse-file"]);
+    let (env, _) = env_with_sparse_file(&scratch);
     let bundle = scratch.path("small.tar.zst");
     let out = run_ok(
         gopack()
@@ -458,16 +503,33 @@ fn json_summary_and_ctrl_c_leave_nothing_behind() {
         summary["bundle"]["size"],
         std::fs::metadata(&bundle).unwrap().len()
     );
-    assert_eq!(summary["platform"], "linux-64");
-    assert!(summary["conda_packages"].as_u64().unwrap() >= 4);
+    assert_eq!(summary["platform"], host_platform());
+    assert_eq!(summary["conda_packages"], 1);
 
-    // The 8.5 GiB sparse file keeps gopack busy long enough to interrupt it.
-    let interrupted = scratch.path("interrupted.tar.zst");
-    let child = create_command(&env, &interrupted)
+    // The 8.5 GiB sparse file keeps gopack busy; it is interrupted once the partial bundle
+    // exists (an event, not a delay).
+    let interrupted = scratch.path("out/interrupted.tar.zst");
+    std::fs::create_dir_all(scratch.path("out")).unwrap();
+    let mut child = create_command(&env, &interrupted)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let partial_exists = || {
+        std::fs::read_dir(scratch.path("out"))
+            .unwrap()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".gopack-partial-")
+            })
+    };
+    while !partial_exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("gopack ended before writing anything: {status}");
+        }
+        std::thread::yield_now();
+    }
     run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
@@ -477,5 +539,28 @@ fn json_summary_and_ctrl_c_leave_nothing_behind() {
         text(&output)
     );
     assert!(!interrupted.exists());
-    assert_no_leftovers(scratch.dir.path());
+    assert_no_leftovers(&scratch.path("out"));
+}
+
+#[test]
+fn bytecode_holding_the_prefix_is_counted_in_the_summary_not_warned_about() {
+    let scratch = Scratch::new();
+    let env = SyntheticEnv::new(&scratch.path("env"))
+        .text("lib/mod.py", "X = 1\n")
+        .file(
+            "lib/__pycache__/mod.cpython-311.pyc",
+            b"\xa7\r\r\n\0\0\0\0@PREFIX@/lib/mod.py",
+            0o644,
+        )
+        .build();
+    let output = create_command(&env, &scratch.path("b.tar.zst"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(
+        stderr.contains("1 bytecode files keep the old path"),
+        "{stderr}"
+    );
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tar::EntryType;
 
 use crate::error::{Error, Result};
-use crate::plan::{Body, Plan};
+use crate::plan::{Body, Plan, PlannedEntry};
 use crate::progress::Reporter;
 use crate::relocate::Edit;
 use crate::scan::EntryKind;
@@ -30,23 +30,36 @@ pub enum Format {
     TarGz,
     /// Uncompressed tar.
     Tar,
+    /// A container image in one tar that is both an OCI image layout and a docker archive
+    /// (written by [`crate::oci`]).
+    Oci,
+    /// A container image as an OCI image layout directory (written by [`crate::oci`]).
+    OciDir,
 }
 
 impl Format {
-    /// Chooses the format from a name (`tar.zst`, `tzst`, `tar.gz`, `tgz`, `tar`).
+    /// Chooses the format from a name (`tar.zst`, `tzst`, `tar.gz`, `tgz`, `tar`, `oci`,
+    /// `oci.tar`, `oci-dir`).
     pub fn from_name(name: &str) -> Option<Format> {
         match name.trim_start_matches('.') {
             "tar.zst" | "tzst" | "zst" => Some(Format::TarZst),
             "tar.gz" | "tgz" | "gz" => Some(Format::TarGz),
             "tar" => Some(Format::Tar),
+            "oci" | "oci.tar" => Some(Format::Oci),
+            "oci-dir" => Some(Format::OciDir),
             _ => None,
         }
+    }
+
+    /// Whether this is a container image format ([`crate::oci::write_image`] writes it).
+    pub fn is_image(self) -> bool {
+        matches!(self, Format::Oci | Format::OciDir)
     }
 
     /// Chooses the format from the output file's extension.
     pub fn from_path(path: &Path) -> Option<Format> {
         let name = path.file_name()?.to_str()?;
-        [".tar.zst", ".tzst", ".tar.gz", ".tgz", ".tar"]
+        [".tar.zst", ".tzst", ".tar.gz", ".tgz", ".oci.tar", ".tar"]
             .iter()
             .find(|ext| name.ends_with(*ext))
             .and_then(|ext| Format::from_name(ext))
@@ -79,6 +92,9 @@ pub struct Written {
     pub members: u64,
     /// Uncompressed content bytes.
     pub content_bytes: u64,
+    /// For a container image: its tag and digests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::oci::ImageRef>,
 }
 
 enum Encoder {
@@ -128,6 +144,11 @@ impl Encoder {
                 flate2::Compression::new(options.level.clamp(0, 9) as u32),
             )),
             Format::Tar => Encoder::Plain(sink),
+            Format::Oci | Format::OciDir => {
+                return Err(std::io::Error::other(
+                    "container images are written by gopack::oci::write_image",
+                ));
+            }
         })
     }
 
@@ -234,80 +255,14 @@ pub fn write_bundle(
     let write_error = |source| Error::io(format!("cannot write `{}`", output.display()), source);
     let file = temp.as_file().try_clone().map_err(write_error)?;
     let mut out = Detached(Some(Encoder::new(file, options).map_err(write_error)?));
-    let mut buffer = vec![0u8; CHUNK];
-    let mut members = 0;
-    let mut content_bytes = 0;
-    for planned in &plan.entries {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(Error::Interrupted);
-        }
-        let entry = &planned.entry;
-        let path = with_root(options.arcroot.as_deref(), &entry.path);
-        let (entry_type, link) = match &entry.kind {
-            EntryKind::Dir => (EntryType::Directory, None),
-            EntryKind::File => (EntryType::Regular, None),
-            EntryKind::HardLink { target } => (
-                EntryType::Link,
-                Some(with_root(options.arcroot.as_deref(), target)),
-            ),
-            EntryKind::Symlink { target } => (EntryType::Symlink, Some(target.clone())),
-        };
-        let size = planned.packed_size();
-        let member = Member {
-            path: &path,
-            entry_type,
-            mode: entry.mode,
-            mtime: entry.mtime,
-            size,
-            link: link.as_deref(),
-        };
-        write_header(&mut out, &member).map_err(write_error)?;
-        match &planned.body {
-            Body::None => {}
-            Body::Generated(bytes) => out.write_all(bytes).map_err(write_error)?,
-            Body::Disk { edit, size, .. } => {
-                let source = entry.absolute(&plan.prefix);
-                copy_file(
-                    &source,
-                    entry,
-                    edit,
-                    *size,
-                    &mut out,
-                    &mut buffer,
-                    cancel,
-                    reporter,
-                    write_error,
-                )?;
-            }
-            Body::External { source, .. } => {
-                let unreadable = |err| Error::Unreadable {
-                    path: source.clone(),
-                    source: err,
-                };
-                let mut file = File::open(source).map_err(unreadable)?;
-                let mut copied = 0u64;
-                loop {
-                    let read = read_full(&mut file, &mut buffer).map_err(unreadable)?;
-                    if read == 0 {
-                        break;
-                    }
-                    out.write_all(&buffer[..read]).map_err(write_error)?;
-                    copied += read as u64;
-                    if cancel.load(Ordering::Relaxed) {
-                        return Err(Error::Interrupted);
-                    }
-                }
-                if copied != size {
-                    return Err(Error::ChangedDuringPack {
-                        path: source.clone(),
-                    });
-                }
-            }
-        }
-        write_padding(&mut out, size).map_err(write_error)?;
-        members += 1;
-        content_bytes += size;
-    }
+    let stream = TarStream {
+        prefix: &plan.prefix,
+        arcroot: options.arcroot.as_deref(),
+        cancel,
+        reporter,
+    };
+    let counts = stream.write_entries(&plan.entries, &mut out, &write_error)?;
+    let (members, content_bytes) = (counts.members, counts.content_bytes);
     // Two zero blocks end a tar archive.
     out.write_all(&[0u8; 1024]).map_err(write_error)?;
     let file = out
@@ -344,7 +299,121 @@ pub fn write_bundle(
         size,
         members,
         content_bytes,
+        image: None,
     })
+}
+
+/// How many members [`TarStream::write_entries`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TarCounts {
+    /// Archive members written.
+    pub members: u64,
+    /// Content bytes written (without headers and padding).
+    pub content_bytes: u64,
+}
+
+/// Writes planned entries as deterministic tar members (see [`header`]) into any writer: the
+/// bundle and the layers of an image both go through it, so both hold the same bytes for the
+/// same entry.
+pub struct TarStream<'a> {
+    /// The environment that [`Body::Disk`] files are read from.
+    pub prefix: &'a Path,
+    /// The directory inside the archive that the entries (and hard-link targets) go under.
+    pub arcroot: Option<&'a [u8]>,
+    /// Set on Ctrl-C; checked between members and while copying.
+    pub cancel: &'a AtomicBool,
+    /// Told how many content bytes were written.
+    pub reporter: &'a dyn Reporter,
+}
+
+impl TarStream<'_> {
+    /// Writes each entry's header, content and padding, in the order given. The end-of-archive
+    /// marker is the caller's to write.
+    ///
+    /// # Errors
+    /// `write_error` for failed writes, [`Error::Unreadable`], [`Error::ChangedDuringPack`],
+    /// [`Error::Interrupted`].
+    pub fn write_entries<'e, W: Write>(
+        &self,
+        entries: impl IntoIterator<Item = &'e PlannedEntry>,
+        out: &mut W,
+        write_error: &dyn Fn(std::io::Error) -> Error,
+    ) -> Result<TarCounts> {
+        let cancel = self.cancel;
+        let mut buffer = vec![0u8; CHUNK];
+        let mut counts = TarCounts::default();
+        for planned in entries {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            let entry = &planned.entry;
+            let path = with_root(self.arcroot, &entry.path);
+            let (entry_type, link) = match &entry.kind {
+                EntryKind::Dir => (EntryType::Directory, None),
+                EntryKind::File => (EntryType::Regular, None),
+                EntryKind::HardLink { target } => {
+                    (EntryType::Link, Some(with_root(self.arcroot, target)))
+                }
+                EntryKind::Symlink { target } => (EntryType::Symlink, Some(target.clone())),
+            };
+            let size = planned.packed_size();
+            let member = Member {
+                path: &path,
+                entry_type,
+                mode: entry.mode,
+                mtime: entry.mtime,
+                size,
+                link: link.as_deref(),
+            };
+            write_header(out, &member).map_err(write_error)?;
+            match &planned.body {
+                Body::None => {}
+                Body::Generated(bytes) => out.write_all(bytes).map_err(write_error)?,
+                Body::Disk { edit, size, .. } => {
+                    let source = entry.absolute(self.prefix);
+                    copy_file(
+                        &source,
+                        entry,
+                        edit,
+                        *size,
+                        out,
+                        &mut buffer,
+                        cancel,
+                        self.reporter,
+                        write_error,
+                    )?;
+                }
+                Body::External { source, .. } => {
+                    let unreadable = |err| Error::Unreadable {
+                        path: source.clone(),
+                        source: err,
+                    };
+                    let mut file = File::open(source).map_err(unreadable)?;
+                    let mut copied = 0u64;
+                    loop {
+                        let read = read_full(&mut file, &mut buffer).map_err(unreadable)?;
+                        if read == 0 {
+                            break;
+                        }
+                        out.write_all(&buffer[..read]).map_err(write_error)?;
+                        copied += read as u64;
+                        if cancel.load(Ordering::Relaxed) {
+                            return Err(Error::Interrupted);
+                        }
+                    }
+                    if copied != size {
+                        return Err(Error::ChangedDuringPack {
+                            path: source.clone(),
+                        });
+                    }
+                }
+            }
+            write_padding(out, size).map_err(write_error)?;
+            counts.members += 1;
+            counts.content_bytes += size;
+        }
+        Ok(counts)
+    }
 }
 
 fn with_root(root: Option<&[u8]>, path: &[u8]) -> Vec<u8> {
@@ -360,11 +429,11 @@ fn copy_file(
     entry: &crate::scan::Entry,
     edit: &Edit,
     packed_size: u64,
-    out: &mut Encoder,
+    out: &mut impl Write,
     buffer: &mut [u8],
     cancel: &AtomicBool,
     reporter: &dyn Reporter,
-    write_error: impl Fn(std::io::Error) -> Error,
+    write_error: &dyn Fn(std::io::Error) -> Error,
 ) -> Result<()> {
     if let Edit::Replace(bytes) = edit {
         out.write_all(bytes).map_err(write_error)?;
@@ -389,7 +458,7 @@ fn copy_file(
         if read == 0 {
             break;
         }
-        out.write_all(&buffer[..read]).map_err(&write_error)?;
+        out.write_all(&buffer[..read]).map_err(write_error)?;
         copied += read as u64;
         reporter.written(read as u64);
         if cancel.load(Ordering::Relaxed) {

@@ -24,6 +24,39 @@ pub enum Command {
     /// Extract a bundle, verify every file and relocate it, natively (the bundle's own
     /// bin/gopack-unpack does the same with only a POSIX shell).
     Unpack(UnpackArgs),
+    /// Write a software bill of materials (CycloneDX 1.5 or SPDX 2.3 JSON) of a bundle or of
+    /// an environment unpacked from one.
+    Sbom(SbomArgs),
+    /// Check an unpacked environment against its manifest: every file's content (after taking
+    /// relocation back), modes, links, and nothing extra. Exit code 1 when anything differs.
+    Verify(VerifyArgs),
+}
+
+/// `gopack sbom`.
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    /// A bundle, or a directory an environment was unpacked into.
+    pub source: PathBuf,
+    /// Write the document here (atomically) instead of to stdout.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// cyclonedx-json (default; spdx-json when -o ends in .spdx.json) or spdx-json.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+/// `gopack verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The directory an environment was unpacked into.
+    pub dir: PathBuf,
+    /// Compare with this bundle's manifest (checked against BUNDLE.sha256 when present)
+    /// instead of the copy the environment carries.
+    #[arg(long, value_name = "BUNDLE")]
+    pub bundle: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `gopack unpack`.
@@ -114,6 +147,43 @@ pub struct CreateArgs {
     /// no unpack step there (gopack-unpack still relocates it if it is put elsewhere).
     #[arg(short = 'd', long, value_name = "PATH")]
     pub dest_prefix: Option<PathBuf>,
+    /// Image (--format oci, oci-dir): the base image, as skopeo names it:
+    /// oci-archive:PATH[:TAG], oci:DIR[:TAG] or docker-archive:PATH[:NAME:TAG|@INDEX].
+    /// Without it, the image holds only the environment.
+    #[arg(long, value_name = "IMAGE", help_heading = "Container images")]
+    pub base: Option<String>,
+    /// Image name and tag (default: <env name>:latest).
+    #[arg(long, value_name = "NAME[:TAG]", help_heading = "Container images")]
+    pub tag: Option<String>,
+    /// Image entrypoint: a JSON array (["python", "-m", "app"]) or words separated by spaces;
+    /// replaces the base's entrypoint and command.
+    #[arg(
+        long,
+        value_name = "CMD",
+        allow_hyphen_values = true,
+        help_heading = "Container images"
+    )]
+    pub entrypoint: Option<String>,
+    /// Image command: a JSON array or words separated by spaces.
+    #[arg(
+        long,
+        value_name = "CMD",
+        allow_hyphen_values = true,
+        help_heading = "Container images"
+    )]
+    pub cmd: Option<String>,
+    /// Set an environment variable in the image (repeatable).
+    #[arg(long = "env", value_name = "K=V", help_heading = "Container images")]
+    pub image_env: Vec<String>,
+    /// Add a label to the image (repeatable).
+    #[arg(long = "label", value_name = "K=V", help_heading = "Container images")]
+    pub label: Vec<String>,
+    /// The image's working directory.
+    #[arg(long, value_name = "DIR", help_heading = "Container images")]
+    pub workdir: Option<String>,
+    /// How image layers are compressed: gzip (default), zstd or none.
+    #[arg(long, value_name = "KIND", help_heading = "Container images")]
+    pub layer_compression: Option<String>,
     /// Overwrite an existing output.
     #[arg(short = 'f', long)]
     pub force: bool,
@@ -123,6 +193,13 @@ pub struct CreateArgs {
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also write an SBOM of the bundle to FILE: SPDX 2.3 JSON when FILE ends in .spdx.json,
+    /// else CycloneDX 1.5 JSON.
+    #[arg(long, value_name = "FILE")]
+    pub sbom: Option<PathBuf>,
+    /// Do not write BUNDLE.sha256 (sha256sum format) beside the bundle.
+    #[arg(long)]
+    pub no_checksum: bool,
 }
 
 /// `gopack inspect`.
@@ -133,4 +210,7 @@ pub struct InspectArgs {
     /// Print the whole manifest as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Add the SBOM's summary: components by type and dependency edges.
+    #[arg(long, conflicts_with = "json")]
+    pub sbom: bool,
 }

@@ -4,6 +4,7 @@
 
 mod args;
 mod progress;
+mod provenance;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -53,6 +54,8 @@ pub fn main() -> ExitCode {
         }
         Command::Inspect(args) => run_inspect(args),
         Command::Unpack(args) => run_unpack(args),
+        Command::Sbom(args) => provenance::run_sbom(args),
+        Command::Verify(args) => provenance::run_verify(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,7 +128,30 @@ fn resolve_create(
         force,
         quiet,
         json,
+        sbom,
+        no_checksum,
+        base,
+        tag,
+        entrypoint,
+        cmd,
+        image_env,
+        label,
+        workdir,
+        layer_compression,
     } = args;
+    let image_args = gopack::oci::ImageArgs {
+        base,
+        tag,
+        entrypoint,
+        cmd,
+        env: image_env,
+        labels: label,
+        workdir,
+        compression: layer_compression,
+        level: compress_level,
+        source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
+    };
+    let provenance = provenance::create_options(sbom, no_checksum)?;
     let dest_prefix = match dest_prefix {
         Some(path) if !path.is_absolute() => {
             return Err(Error::Usage(format!(
@@ -161,7 +187,11 @@ fn resolve_create(
     };
     let format = match format {
         Some(name) => {
-            Format::from_name(&name).ok_or_else(|| Error::UnknownFormat { path: name.into() })?
+            Format::from_name(&name).ok_or_else(|| {
+                Error::Usage(format!(
+                    "unknown format `{name}`: --format takes tar.zst (or tzst), tar.gz (or tgz), tar, oci or oci-dir"
+                ))
+            })?
         }
         None => Format::from_path(&output).ok_or_else(|| Error::UnknownFormat {
             path: output.clone(),
@@ -181,6 +211,25 @@ fn resolve_create(
         (_, Some(level)) => level,
         (Format::TarGz, None) => 6,
         (_, None) => 3,
+    };
+    let image = if format.is_image() {
+        if arcroot.is_some() {
+            return Err(Error::Usage(
+                "--arcroot does not apply to images: the environment goes to --dest-prefix".into(),
+            ));
+        }
+        Some(image_args.resolve(&prefix)?)
+    } else if image_args.any() {
+        return Err(Error::Usage(
+            "--base, --tag, --entrypoint, --cmd, --env, --label, --workdir and --layer-compression apply to --format oci and oci-dir only".into(),
+        ));
+    } else {
+        None
+    };
+    // An image needs no unpack step: its environment is relocated while packing.
+    let dest_prefix = match (&image, dest_prefix) {
+        (Some(_), None) => Some(gopack::oci::default_dest_prefix(&prefix)),
+        (_, dest_prefix) => dest_prefix,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let threads = match threads {
@@ -225,6 +274,8 @@ fn resolve_create(
                 cgo,
                 offline,
             },
+            provenance,
+            image,
         },
         quiet,
         json,
@@ -248,16 +299,20 @@ fn run_create(args: CreateArgs, rules: Vec<(usize, RuleKind, String)>) -> Result
         print_stdout(&serde_json::to_string_pretty(&summary).expect("summary serializes"));
     } else if !quiet {
         eprintln!(
-            "packed {} ({} conda, {} pip packages; {} Go binaries; {} files to relocate) into {} ({}) in {:.1}s",
+            "packed {} ({} conda, {} pip packages; {} Go binaries; {} files to relocate; {} bytecode files keep the old path for tracebacks) into {} ({}) in {:.1}s",
             summary.prefix.display(),
             summary.conda_packages,
             summary.pip_packages,
             summary.go_binaries,
             summary.text_records + summary.binary_records,
+            summary.bytecode_left_alone,
             summary.bundle.path.display(),
             human_bytes(summary.bundle.size),
             started.elapsed().as_secs_f64()
         );
+        if let Some(image) = &summary.bundle.image {
+            eprintln!("image {} {}", image.tag, image.digest);
+        }
     }
     Ok(())
 }
@@ -296,9 +351,21 @@ fn run_unpack(args: UnpackArgs) -> Result<(), Error> {
 }
 
 fn run_inspect(args: InspectArgs) -> Result<(), Error> {
-    let manifest = gopack::archive::read::read_manifest(&args.bundle)?;
+    // An image (`create --format oci`) carries the manifest in its metadata layer.
+    let image = gopack::oci::inspect::read_image(&args.bundle)?;
+    let manifest = match image.as_ref().and_then(|image| image.manifest.clone()) {
+        Some(manifest) => manifest,
+        None => gopack::archive::read::read_manifest(&args.bundle)?,
+    };
     if args.json {
-        print_stdout(&serde_json::to_string_pretty(&manifest).expect("manifest serializes"));
+        let mut value = serde_json::to_value(&manifest).expect("manifest serializes");
+        if let (Some(image), Some(object)) = (&image, value.as_object_mut()) {
+            object.insert(
+                "image".into(),
+                serde_json::to_value(image).expect("image summary serializes"),
+            );
+        }
+        print_stdout(&serde_json::to_string_pretty(&value).expect("manifest serializes"));
         return Ok(());
     }
     // Every string below comes from the bundle: escaped, it cannot drive the terminal.
@@ -306,6 +373,9 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
     let opt = |text: &Option<String>| text.as_deref().map_or_else(|| "?".to_string(), e);
     let mut out = String::new();
     let m = &manifest;
+    if let Some(image) = &image {
+        out.push_str(&image.describe(&args.bundle));
+    }
     out.push_str(&format!(
         "bundle:         {}\n",
         escape_bytes(args.bundle.as_os_str().as_encoded_bytes())
@@ -381,23 +451,22 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
             .map(|b| b.slots.len())
             .sum::<usize>()
     ));
-    let mut fixed = std::collections::BTreeMap::<String, usize>::new();
+    let mut fixed = std::collections::BTreeMap::<&str, usize>::new();
     for fix in &relocation.fixed {
-        let kind = serde_json::to_value(fix)
-            .ok()
-            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
-            .unwrap_or_default();
-        *fixed.entry(kind).or_default() += 1;
+        *fixed.entry(fix.kind()).or_default() += 1;
     }
     for (kind, count) in fixed {
-        out.push_str(&format!("  fixed at pack:  {count} {}\n", e(&kind)));
+        out.push_str(&format!("  fixed at pack:  {count} {kind}\n"));
     }
     let mut left = std::collections::BTreeMap::<&str, usize>::new();
     for item in &relocation.left_alone {
         *left.entry(item.reason.as_str()).or_default() += 1;
     }
     for (reason, count) in left {
-        out.push_str(&format!("  left alone:     {count} {}\n", e(reason)));
+        out.push_str(&format!("  left alone:     {count} {reason}\n"));
+    }
+    if args.sbom {
+        out.push_str(&provenance::sbom_summary(&manifest));
     }
     print_stdout(&out);
     Ok(())

@@ -71,6 +71,32 @@ pub struct PackageRecord {
     /// Detailed per-file data, written by modern installers.
     #[serde(default)]
     pub paths_data: Option<PathsData>,
+    /// Match specs of the package's dependencies; anything but a list of strings is ignored.
+    #[serde(default, deserialize_with = "strings_or_ignore")]
+    pub depends: Vec<String>,
+    /// sha256 of the package archive; ignored unless a string.
+    #[serde(default, deserialize_with = "string_or_ignore")]
+    pub sha256: Option<String>,
+    /// md5 of the package archive; ignored unless a string.
+    #[serde(default, deserialize_with = "string_or_ignore")]
+    pub md5: Option<String>,
+}
+
+fn strings_or_ignore<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(match value {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .filter_map(|item| match item {
+                serde_json::Value::String(text) => Some(text),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    })
 }
 
 fn string_or_ignore<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>

@@ -47,6 +47,9 @@ impl CondaEnv {
             Error::io(format!("cannot resolve `{}`", prefix.display()), source)
         })?;
         let meta_dir = prefix.join("conda-meta");
+        if std::fs::symlink_metadata(&prefix).is_err() {
+            return Err(Error::EnvironmentMissing { path: prefix });
+        }
         if !meta_dir.is_dir() {
             return Err(Error::NotAnEnvironment { path: prefix });
         }

@@ -178,6 +178,16 @@ pub enum Fix {
 }
 
 impl Fix {
+    /// The kind's name, as in the manifest (`shebang-launcher`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fix::ShebangLauncher { .. } => "shebang-launcher",
+            Fix::RelativeSearchPath { .. } => "relative-search-path",
+            Fix::RelativeSymlink { .. } => "relative-symlink",
+            Fix::AnonymisedRecord { .. } => "anonymised-record",
+        }
+    }
+
     /// The path the fix was made to.
     pub fn path(&self) -> &[u8] {
         match self {
@@ -189,13 +199,61 @@ impl Fix {
     }
 }
 
+/// Why prefix bytes are left in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeftAloneReason {
+    /// Python bytecode: the path names the source file for tracebacks; Python recompiles from
+    /// the rewritten source.
+    PythonBytecode,
+    /// Go binaries are never patched: patching destroys their build info.
+    GoBinary,
+    /// Windows binaries are not patched (conda does not either).
+    WindowsBinary,
+    /// The C string around the prefix could not be found whole.
+    StringTooLong,
+}
+
+impl LeftAloneReason {
+    /// The name used in the manifest and in `inspect`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeftAloneReason::PythonBytecode => "python-bytecode",
+            LeftAloneReason::GoBinary => "go-binary",
+            LeftAloneReason::WindowsBinary => "windows-binary",
+            LeftAloneReason::StringTooLong => "string-too-long",
+        }
+    }
+
+    /// Why, in a sentence for people.
+    pub fn explain(self) -> &'static str {
+        match self {
+            LeftAloneReason::PythonBytecode => {
+                "Python bytecode: the path names the source file for tracebacks; it is not rewritten"
+            }
+            LeftAloneReason::GoBinary => {
+                "Go binaries are never patched: patching destroys their build info"
+            }
+            LeftAloneReason::WindowsBinary => "Windows binaries are not patched",
+            LeftAloneReason::StringTooLong => {
+                "the string around the prefix is too long to rewrite safely"
+            }
+        }
+    }
+
+    /// Whether the user can act on it (the others are reported in the summary only).
+    pub fn worth_a_warning(self) -> bool {
+        self != LeftAloneReason::PythonBytecode
+    }
+}
+
 /// Prefix bytes that gopack leaves in place on purpose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeftAlone {
     /// The file.
     pub path: ByteString,
-    /// Why (`go-binary`, `python-bytecode`, `string-too-long`, `shebang`…).
-    pub reason: String,
+    /// Why.
+    pub reason: LeftAloneReason,
     /// Occurrences left.
     pub occurrences: usize,
 }
@@ -271,7 +329,7 @@ pub fn plan_file(
         FileKind::PythonBytecode => {
             // Bytecode holds the source path for tracebacks only; Python recompiles from the
             // rewritten `.py` when its size or mtime no longer match.
-            plan.left_alone = Some(left(path, "python-bytecode", hits));
+            plan.left_alone = Some(left(path, LeftAloneReason::PythonBytecode, hits));
         }
         FileKind::Text => plan_text(context, facts, file, &mut plan, path)?,
         FileKind::Elf | FileKind::MachO | FileKind::Pe | FileKind::Binary => {
@@ -281,10 +339,10 @@ pub fn plan_file(
     Ok(plan)
 }
 
-fn left(path: ByteString, reason: &str, occurrences: usize) -> LeftAlone {
+fn left(path: ByteString, reason: LeftAloneReason, occurrences: usize) -> LeftAlone {
     LeftAlone {
         path,
-        reason: reason.to_string(),
+        reason,
         occurrences,
     }
 }
@@ -391,12 +449,12 @@ fn plan_binary(
     if context.is_go {
         // C-string patching a Go binary destroys its module info and leaves NULs inside Go
         // strings (Go strings are not NUL-terminated); it is never done.
-        plan.left_alone = Some(left(path, "go-binary", remaining.len()));
+        plan.left_alone = Some(left(path, LeftAloneReason::GoBinary, remaining.len()));
         return Ok(());
     }
     if facts.kind == FileKind::Pe {
         // Windows binaries are not prefix-patched (conda does not either).
-        plan.left_alone = Some(left(path, "windows-binary", remaining.len()));
+        plan.left_alone = Some(left(path, LeftAloneReason::WindowsBinary, remaining.len()));
         return Ok(());
     }
     let placeholder_len = context
@@ -424,7 +482,7 @@ fn plan_binary(
         }
     }
     if unplaced > 0 {
-        plan.left_alone = Some(left(path.clone(), "string-too-long", unplaced));
+        plan.left_alone = Some(left(path.clone(), LeftAloneReason::StringTooLong, unplaced));
     }
     if !slots.is_empty() {
         plan.binary = Some(BinaryRecord {

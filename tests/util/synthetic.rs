@@ -26,6 +26,9 @@ enum Item {
     Dir {
         path: String,
     },
+    Missing {
+        path: String,
+    },
 }
 
 /// A builder for a synthetic environment at a prefix.
@@ -96,6 +99,12 @@ impl SyntheticEnv {
         self
     }
 
+    /// A path the conda-meta record lists but the environment lacks.
+    pub fn missing(mut self, path: &str) -> Self {
+        self.items.push(Item::Missing { path: path.into() });
+        self
+    }
+
     /// Writes the environment and its conda-meta record; returns the prefix.
     pub fn build(self) -> PathBuf {
         let prefix = &self.prefix;
@@ -142,6 +151,7 @@ impl SyntheticEnv {
                     files.push(path.clone());
                 }
                 Item::Dir { path } => std::fs::create_dir_all(prefix.join(path)).unwrap(),
+                Item::Missing { path } => files.push(path.clone()),
             }
         }
         let record = serde_json::json!({
