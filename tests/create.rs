@@ -564,3 +564,56 @@ fn bytecode_holding_the_prefix_is_counted_in_the_summary_not_warned_about() {
         "{stderr}"
     );
 }
+
+/// A relative path of exactly `len` bytes (components of at most 200 bytes).
+fn path_of_len(len: usize, tag: char) -> String {
+    let mut parts = Vec::new();
+    let mut left = len;
+    while left > 201 {
+        parts.push("d".repeat(150));
+        left -= 151;
+    }
+    parts.push(tag.to_string().repeat(left));
+    parts.join("/")
+}
+
+#[test]
+fn names_and_link_targets_at_every_tar_header_boundary_round_trip() {
+    let scratch = Scratch::new();
+    let mut env = SyntheticEnv::new(&scratch.path("env"));
+    let lengths = [99, 100, 101, 154, 155, 156, 255, 256, 257, 400];
+    let mut names = Vec::new();
+    for (index, len) in lengths.iter().enumerate() {
+        let name = path_of_len(*len, (b'a' + index as u8) as char);
+        assert_eq!(name.len(), *len);
+        env = env.text(&name, &format!("{len}\n"));
+        names.push(name);
+    }
+    for len in [99, 100, 101, 300] {
+        let target = "t".repeat(len);
+        env = env.symlink(&format!("links/l{len}"), &target);
+    }
+    let env = env.build();
+    let bundle = scratch.path("b.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    // GNU tar reads every name and target back exactly.
+    let listing = run_ok(Command::new("tar").arg("-tf").arg(&bundle));
+    for name in &names {
+        assert!(listing.lines().any(|line| line == name), "{} bytes: not listed", name.len());
+    }
+    let out = scratch.path("tar-out");
+    extract(&bundle, &out);
+    let native = scratch.path("native-out");
+    run_ok(gopack().arg("unpack").arg(&bundle).arg("-d").arg(&native));
+    for root in [&out, &native] {
+        for (name, len) in names.iter().zip(lengths) {
+            assert_eq!(std::fs::read_to_string(root.join(name)).unwrap(), format!("{len}\n"));
+        }
+        for len in [99, 100, 101, 300] {
+            assert_eq!(
+                std::fs::read_link(root.join(format!("links/l{len}"))).unwrap(),
+                std::path::PathBuf::from("t".repeat(len))
+            );
+        }
+    }
+}

@@ -1,6 +1,11 @@
 //! Deterministic tar headers: POSIX ustar, uid/gid 0, empty owner names, the entry's own mtime,
 //! and a PAX extended header only where ustar cannot hold a value (paths or link targets that do
 //! not fit, sizes of 8 GiB and more, names that are not UTF-8 are kept raw as GNU tar does).
+//!
+//! The `tar` crate builds and checksums each header ([`tar::Header`]); what is gopack's own is
+//! the choice of fields, because `tar::Builder` takes them from the file system (owner, times,
+//! GNU long-name headers) where a reproducible bundle needs them fixed, and the bodies are
+//! streamed through relocation, which `Builder::append` cannot do.
 
 use std::io::Write;
 

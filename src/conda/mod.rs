@@ -3,6 +3,7 @@
 
 pub mod locate;
 pub mod meta;
+pub mod vars;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
