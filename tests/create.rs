@@ -599,7 +599,11 @@ fn names_and_link_targets_at_every_tar_header_boundary_round_trip() {
     // GNU tar reads every name and target back exactly.
     let listing = run_ok(Command::new("tar").arg("-tf").arg(&bundle));
     for name in &names {
-        assert!(listing.lines().any(|line| line == name), "{} bytes: not listed", name.len());
+        assert!(
+            listing.lines().any(|line| line == name),
+            "{} bytes: not listed",
+            name.len()
+        );
     }
     let out = scratch.path("tar-out");
     extract(&bundle, &out);
@@ -607,7 +611,10 @@ fn names_and_link_targets_at_every_tar_header_boundary_round_trip() {
     run_ok(gopack().arg("unpack").arg(&bundle).arg("-d").arg(&native));
     for root in [&out, &native] {
         for (name, len) in names.iter().zip(lengths) {
-            assert_eq!(std::fs::read_to_string(root.join(name)).unwrap(), format!("{len}\n"));
+            assert_eq!(
+                std::fs::read_to_string(root.join(name)).unwrap(),
+                format!("{len}\n")
+            );
         }
         for len in [99, 100, 101, 300] {
             assert_eq!(
@@ -616,4 +623,30 @@ fn names_and_link_targets_at_every_tar_header_boundary_round_trip() {
             );
         }
     }
+}
+
+#[test]
+fn progress_on_a_terminal_starts_as_a_spinner_and_never_guesses_an_eta() {
+    let scratch = Scratch::new();
+    let env = SyntheticEnv::new(&scratch.path("env"))
+        .text("etc/a.conf", "x")
+        .build();
+    let bundle = scratch.path("b.tar.zst");
+    // `script` gives gopack a terminal on stderr.
+    let command = format!(
+        "{} create -p '{}' -o '{}'",
+        env!("CARGO_BIN_EXE_gopack"),
+        env.display(),
+        bundle.display()
+    );
+    let out = run_ok(
+        Command::new(which("script"))
+            .args(["-qec", &command, "/dev/null"])
+            .env("COLUMNS", "80")
+            .env_remove("GOPACK_NO_PROGRESS"),
+    );
+    assert!(bundle.is_file(), "{out}");
+    assert!(out.contains("packed"), "{out}");
+    assert!(!out.contains("0 B/0 B"), "{out}");
+    assert!(!out.contains("eta"), "{out}");
 }

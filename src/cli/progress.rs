@@ -19,21 +19,19 @@ impl TerminalReporter {
         let visible = !quiet
             && std::io::stderr().is_terminal()
             && std::env::var_os("GOPACK_NO_PROGRESS").is_none();
+        // No length until the work is measured: a spinner, not a full bar at `0 B/0 B`.
         let bar = ProgressBar::with_draw_target(
-            Some(0),
+            None,
             if visible {
                 ProgressDrawTarget::stderr()
             } else {
                 ProgressDrawTarget::hidden()
             },
         );
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
         TerminalReporter { bar, quiet }
     }
 
@@ -49,6 +47,13 @@ impl Reporter for TerminalReporter {
         self.bar.set_position(0);
     }
     fn scanned(&self, _entries: u64, bytes: u64) {
+        // A bar of fixed width (about 75 columns in all), and no ETA: the first seconds' rate
+        // says nothing about the rest.
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
+        ) {
+            self.bar.set_style(style.progress_chars("=> "));
+        }
         self.bar.set_length(bytes);
     }
     fn analysed(&self, bytes: u64) {

@@ -67,4 +67,3 @@ fn read_json_object(path: &Path) -> Option<serde_json::Map<String, serde_json::V
         _ => None,
     }
 }
-
