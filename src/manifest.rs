@@ -11,9 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{escape_bytes, escape_str};
 use crate::go::GoBinary;
-use crate::plan::{Body, CondaPackage, PipPackage, Plan, Relocation};
+use crate::relocate::Relocation;
 use crate::relocate::{ByteString, CStringSlot};
-use crate::scan::EntryKind;
 
 /// Where the manifest sits inside the bundle (relative to the environment's root).
 pub const MANIFEST_PATH: &str = ".gopack/manifest.json";
@@ -56,6 +55,46 @@ pub struct Totals {
     pub bytes: u64,
 }
 
+/// A conda package of the environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CondaPackage {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Build string.
+    pub build: String,
+    /// Channel short name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Platform directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdir: Option<String>,
+    /// Its dependencies as conda-meta records them (match specs), for the SBOM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends: Vec<String>,
+    /// sha256 of the package archive, from conda-meta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// md5 of the package archive, from conda-meta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+}
+
+/// A Python distribution no conda record owns (installed by pip, uv, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipPackage {
+    /// Distribution name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// The installer that wrote it (`pip`, `uv`, …), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installer: Option<String>,
+    /// The `.dist-info` directory, relative to the prefix.
+    pub dist_info: String,
+}
+
 /// The manifest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -83,72 +122,6 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Builds the manifest of a plan: every entry but the manifest itself, which is rendered
-    /// from this value and so cannot list its own hash. Everything gopack adds to `.gopack/` is
-    /// in the plan before the manifest is rendered, so it is listed and verified like the rest.
-    pub fn from_plan(plan: &Plan) -> Manifest {
-        let mut totals = Totals::default();
-        let mut files = Vec::with_capacity(plan.entries.len());
-        for planned in &plan.entries {
-            let entry = &planned.entry;
-            if entry.path == MANIFEST_PATH.as_bytes() {
-                continue;
-            }
-            let (kind, target) = match &entry.kind {
-                EntryKind::Dir => {
-                    totals.dirs += 1;
-                    ("dir", None)
-                }
-                EntryKind::File => {
-                    totals.files += 1;
-                    ("file", None)
-                }
-                EntryKind::HardLink { target } => {
-                    totals.hardlinks += 1;
-                    ("hardlink", Some(ByteString(target.clone())))
-                }
-                EntryKind::Symlink { target } => {
-                    totals.symlinks += 1;
-                    ("symlink", Some(ByteString(target.clone())))
-                }
-            };
-            let (size, sha256) = match &planned.body {
-                Body::None => (None, None),
-                Body::Disk { sha256, size, .. } | Body::External { sha256, size, .. } => {
-                    (Some(*size), Some(hex::encode(sha256)))
-                }
-                Body::Generated(bytes) => {
-                    use sha2::Digest;
-                    (
-                        Some(bytes.len() as u64),
-                        Some(hex::encode(sha2::Sha256::digest(bytes))),
-                    )
-                }
-            };
-            totals.bytes += size.unwrap_or(0);
-            files.push(FileRecord {
-                path: ByteString(entry.path.clone()),
-                kind: kind.to_string(),
-                mode: entry.mode,
-                size,
-                sha256,
-                target,
-            });
-        }
-        Manifest {
-            format_version: FORMAT_VERSION,
-            gopack_version: env!("CARGO_PKG_VERSION").to_string(),
-            source_prefix: ByteString(plan.prefix.as_os_str().as_encoded_bytes().to_vec()),
-            platform: plan.platform.clone(),
-            packages: plan.packages.clone(),
-            pip_packages: plan.pip_packages.clone(),
-            go_binaries: plan.go_binaries.clone(),
-            relocation: plan.relocation.clone(),
-            totals,
-            files,
-        }
-    }
-
     /// Parses a manifest, refusing a format newer than this gopack understands. The error is a
     /// sentence for the caller to attach to the bundle's path.
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
