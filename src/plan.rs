@@ -96,6 +96,53 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The mtime of gopack's own members: the newest conda-meta record's, so it is the same on
+    /// every run for the same environment (no pack-time clock).
+    pub fn generated_mtime(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter(|p| p.entry.path.starts_with(b"conda-meta/"))
+            .map(|p| p.entry.mtime)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Removes an environment entry that gopack replaces with its own file, together with
+    /// everything the plan recorded about it.
+    pub fn remove_entry(&mut self, path: &[u8]) -> Option<PlannedEntry> {
+        let index = self.entries.iter().position(|p| p.entry.path == path)?;
+        let existing = self.entries.remove(index);
+        self.go_binaries.retain(|g| g.path.0 != path);
+        let relocation = &mut self.relocation;
+        relocation.text.retain(|record| record.path.0 != path);
+        relocation.binary.retain(|record| record.path.0 != path);
+        relocation.left_alone.retain(|record| record.path.0 != path);
+        relocation.fixed.retain(|fix| fix.path() != path);
+        Some(existing)
+    }
+
+    /// Adds a directory entry for `path` unless the plan has one.
+    pub fn ensure_dir(&mut self, path: &[u8], mtime: u64) {
+        if !self.entries.iter().any(|p| p.entry.path == path) {
+            self.entries.push(PlannedEntry {
+                entry: Entry {
+                    path: path.to_vec(),
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                    mtime,
+                    size: 0,
+                },
+                body: Body::None,
+            });
+        }
+    }
+
+    /// Puts the entries in archive order.
+    pub fn sort_entries(&mut self) {
+        self.entries
+            .sort_by(|a, b| crate::scan::archive_order(&a.entry.path, &b.entry.path));
+    }
+
     /// Total packed bytes of file content.
     pub fn content_bytes(&self) -> u64 {
         self.entries.iter().map(PlannedEntry::packed_size).sum()

@@ -5,6 +5,7 @@ mod create;
 mod create_safety;
 mod engine;
 mod go;
+mod oci;
 mod provenance;
 mod relocate;
 mod unpack;

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod buildinfo;
+pub mod bundle;
 
 use serde::{Deserialize, Serialize};
 

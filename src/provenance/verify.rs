@@ -28,7 +28,7 @@
 //!   packed file relocated to NOW.
 //! - text records: the disk content D is rewritten from NOW to FROM by the text rule, giving
 //!   P'; P' must have the manifest's sha256, and P' rewritten from FROM to NOW must give D
-//!   again (compared by sha256). Then D is exactly the relocation of the packed content, P'.
+//!   again, byte for byte. Then D is exactly the relocation of the packed content, P'.
 //!   The converse has one gap: a packed file that already held NOW (at a path boundary) for
 //!   reasons of its own does not come back from D, and is reported as modified although it
 //!   is not. That needs a file that named the destination before it was unpacked there.
@@ -651,8 +651,6 @@ fn text_matches(
     let quoting = record.quoting;
     let mut back = TextRewriter::new(&quoting.escape(now), &quoting.escape(from), None);
     let mut forth = TextRewriter::new(&quoting.escape(from), &quoting.escape(now), None);
-    let mut disk = Sha256::new();
-    let mut round = Sha256::new();
     let mut packed: Vec<Sha256> = first_lines
         .iter()
         .map(|line| {
@@ -662,6 +660,10 @@ fn text_matches(
         })
         .collect();
     let mut packed_len = 0u64;
+    // The disk bytes the way back and forth has not given again yet: the round trip must
+    // give every disk byte, in order, and nothing else.
+    let mut unmatched: Vec<u8> = Vec::with_capacity(2 * CHUNK);
+    let mut matched = 0;
     let mut buffer = vec![0u8; CHUNK];
     let (mut taken_back, mut sent_forth) = (Vec::new(), Vec::new());
     loop {
@@ -675,7 +677,7 @@ fn text_matches(
         if read == 0 {
             back.finish(&mut taken_back);
         } else {
-            disk.update(&buffer[..read]);
+            unmatched.extend_from_slice(&buffer[..read]);
             back.feed(&buffer[..read], &mut taken_back);
         }
         for hasher in &mut packed {
@@ -686,12 +688,19 @@ fn text_matches(
         if read == 0 {
             forth.finish(&mut sent_forth);
         }
-        round.update(&sent_forth);
+        if unmatched.get(matched..matched + sent_forth.len()) != Some(&sent_forth[..]) {
+            return Ok(false);
+        }
+        matched += sent_forth.len();
+        if matched >= CHUNK {
+            unmatched.drain(..matched);
+            matched = 0;
+        }
         if read == 0 {
             break;
         }
     }
-    if disk.finalize() != round.finalize() {
+    if matched != unmatched.len() {
         return Ok(false);
     }
     Ok(first_lines.iter().zip(packed).any(|(line, hasher)| {

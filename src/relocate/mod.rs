@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod binary;
 pub mod bytes;
+pub mod dest;
 pub mod elf;
 pub mod script;
 pub mod shebang;

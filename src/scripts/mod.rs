@@ -10,6 +10,8 @@ pub const DEACTIVATE: &str = include_str!("deactivate.sh");
 pub const ACTIVATE_FISH: &str = include_str!("activate.fish");
 const ACTIVATE: &str = include_str!("activate.sh");
 
+pub mod generate;
+
 pub use crate::relocate::script::{UNPACK, sh_quote};
 
 /// Every path `create` fills with a generated file (replacing what the environment has there),
