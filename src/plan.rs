@@ -247,7 +247,7 @@ pub fn plan(
         prefix: env.prefix.clone(),
         platform,
         packages,
-        pip_packages: pip_packages(env),
+        pip_packages: crate::conda::pip::unmanaged_distributions(env),
         entries,
         relocation,
         go_binaries,
@@ -401,48 +401,6 @@ fn warn_left_alone(left_alone: &[LeftAlone], reporter: &dyn Reporter) {
             paths,
         });
     }
-}
-
-/// `.dist-info` directories that no conda record owns.
-fn pip_packages(env: &CondaEnv) -> Vec<PipPackage> {
-    let mut found = Vec::new();
-    for site in env.site_packages() {
-        let Ok(entries) = std::fs::read_dir(env.prefix.join(&site)) else {
-            continue;
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| name.ends_with(".dist-info"))
-            .collect();
-        names.sort();
-        for name in names {
-            let dist_info = format!("{site}/{name}");
-            if env.managed.contains_key(&format!("{dist_info}/METADATA")) {
-                continue;
-            }
-            let dir = env.prefix.join(&dist_info);
-            let metadata = std::fs::read_to_string(dir.join("METADATA")).unwrap_or_default();
-            let field = |key: &str| {
-                metadata
-                    .lines()
-                    .take_while(|line| !line.is_empty())
-                    .find_map(|line| line.strip_prefix(key).map(|v| v.trim().to_string()))
-            };
-            let installer = std::fs::read_to_string(dir.join("INSTALLER"))
-                .ok()
-                .map(|text| text.trim().to_string())
-                .filter(|text| !text.is_empty());
-            found.push(PipPackage {
-                name: field("Name:")
-                    .unwrap_or_else(|| name.trim_end_matches(".dist-info").to_string()),
-                version: field("Version:").unwrap_or_default(),
-                installer,
-                dist_info,
-            });
-        }
-    }
-    found
 }
 
 impl Manifest {

@@ -3,6 +3,7 @@
 
 pub mod locate;
 pub mod meta;
+pub mod pip;
 pub mod vars;
 
 use std::collections::HashMap;
