@@ -795,3 +795,27 @@ fn dest_prefix_leaves_out_bytecode_of_rewritten_python_sources() {
     );
     assert!(paths.contains(&"lib/__pycache__/other.cpython-311.pyc"));
 }
+
+#[test]
+fn activate_and_deactivate_without_activate_d_scripts_in_every_shell() {
+    let scratch = Scratch::new();
+    let prefix = env_with_variables(&scratch.path("src/env"));
+    let bundle = scratch.path("b.tar.zst");
+    pack(&prefix, &bundle, &[]);
+    let dest = scratch.path("dest/env");
+    native_unpack(&bundle, &dest);
+    let script = "before=$PATH; . \"$ENV_PREFIX/bin/activate\" || exit 9; \
+                  [ \"$CONDA_PREFIX\" = \"$ENV_PREFIX\" ] || exit 8; deactivate || exit 7; \
+                  [ \"$PATH\" = \"$before\" ] || exit 6; [ -z \"${CONDA_PREFIX+x}\" ] || exit 5; \
+                  [ -z \"${MY_HOME+x}\" ] || exit 4; echo done";
+    for shell in ["dash", "bash", "zsh", "ksh"] {
+        let out = run_ok(
+            Command::new(which(shell))
+                .arg("-c")
+                .arg(script)
+                .env("ENV_PREFIX", &dest)
+                .env_remove("CONDA_PREFIX"),
+        );
+        assert_eq!(out, "done\n", "{shell}");
+    }
+}

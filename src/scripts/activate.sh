@@ -97,7 +97,8 @@ if [ -x "$_gopack_prefix/bin/go" ]; then
   unset _gopack_go_home
 fi
 
-# Sourced from a function so that zsh can take an empty glob (no activate.d scripts) as empty.
+# Sources DIR/*.sh, from a function so that zsh can take an empty glob as empty. Kept for
+# bin/deactivate (which removes it), as _gopack_set is.
 _gopack_source_dir() {
   if [ -n "${ZSH_VERSION:-}" ]; then setopt localoptions nullglob; fi
   for _gopack_script in "$1"/*.sh; do
@@ -105,7 +106,6 @@ _gopack_source_dir() {
   done
 }
 _gopack_source_dir "$_gopack_prefix"/etc/conda/activate.d
-unset -f _gopack_source_dir
 unset _gopack_script _gopack_name _gopack_prefix _gopack_recorded_prefix
 
 deactivate() {

@@ -7,15 +7,8 @@ if [ -z "${_GOPACK_ACTIVE_PREFIX:-}" ]; then
   return 1 2>/dev/null || exit 1
 fi
 
-# Sourced from a function so that zsh can take an empty glob (no deactivate.d scripts) as empty.
-_gopack_source_dir() {
-  if [ -n "${ZSH_VERSION:-}" ]; then setopt localoptions nullglob; fi
-  for _gopack_script in "$1"/*.sh; do
-    if [ -f "$_gopack_script" ]; then . "$_gopack_script"; fi
-  done
-}
+# _gopack_source_dir comes from bin/activate.
 _gopack_source_dir "$_GOPACK_ACTIVE_PREFIX"/etc/conda/deactivate.d
-unset -f _gopack_source_dir
 unset _gopack_script
 
 PATH=$_GOPACK_OLD_PATH
@@ -31,5 +24,5 @@ for _gopack_name in $(printf '%s\n' "${_GOPACK_SAVED_NAMES-}"); do
   fi
 done
 unset _gopack_name _GOPACK_SAVED_NAMES _GOPACK_OLD_PATH _GOPACK_ACTIVE_PREFIX
-unset -f deactivate _gopack_set _gopack_default 2>/dev/null || true
+unset -f deactivate _gopack_set _gopack_default _gopack_source_dir 2>/dev/null || true
 hash -r 2>/dev/null || true
