@@ -819,3 +819,25 @@ fn activate_and_deactivate_without_activate_d_scripts_in_every_shell() {
         assert_eq!(out, "done\n", "{shell}");
     }
 }
+
+#[test]
+fn the_unpack_side_never_imports_the_planner() {
+    let src = repo().join("src");
+    let mut files = vec![src.join("unpack.rs"), src.join("manifest.rs")];
+    for dir in ["unpack", "relocate"] {
+        for entry in std::fs::read_dir(src.join(dir)).unwrap().flatten() {
+            files.push(entry.path());
+        }
+    }
+    for file in files {
+        if file.ends_with("relocate/dest.rs") {
+            continue; // pack-time relocation works on the plan by design
+        }
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            !text.contains("crate::plan") && !text.contains("crate::create"),
+            "{} imports the pack side",
+            file.display()
+        );
+    }
+}
