@@ -110,12 +110,24 @@ fn random_case(random: &mut Random, old: &[u8], new_len: usize) -> Case {
     }
     if random.below(2) == 0 {
         let argument = random.pick(&[&b""[..], b"-u", b"-E -s"]).to_vec();
-        let mut content = b"#!".to_vec();
+        // The packed first line, or the sh form a relocation to a spaced path wrote.
+        let mut content = match random.below(4) {
+            0 => b"#!/bin/sh\n'''exec' \"".to_vec(),
+            1 => b"#!/bin/sh\n'''exec".to_vec(),
+            _ => b"#!".to_vec(),
+        };
         content.extend_from_slice(old);
         content.extend_from_slice(b"/bin/python3.11");
         if !argument.is_empty() {
             content.push(b' ');
             content.extend_from_slice(&argument);
+        }
+        if content.starts_with(b"#!/bin/sh") {
+            content.extend_from_slice(random.pick(&[
+                &b"\" \"$0\" \"$@\"\n' '''"[..],
+                b"\n' ''' x",
+                b"",
+            ]));
         }
         content.extend_from_slice(b"\n\"\"\"Doc.\"\"\"\nprint('");
         content.extend_from_slice(old);

@@ -117,7 +117,26 @@ fn decompress(media_type: &str, blob: &[u8]) -> Vec<u8> {
 }
 
 /// A layer's members: path → (type flag, mode, content).
-fn members(tar: &[u8]) -> BTreeMap<String, (u8, u32, Vec<u8>)> {
+fn members(tar: &[u8]) -> Members {
+    members_in_order(tar).0
+}
+
+/// [`members`] of one of gopack's layers, which holds every parent before what it holds.
+fn ours(tar: &[u8]) -> Members {
+    let (members, order) = members_in_order(tar);
+    for (i, path) in order.iter().enumerate() {
+        if let Some((parent, _)) = path.trim_end_matches('/').rsplit_once('/') {
+            let parent = format!("{parent}/");
+            let at = order.iter().position(|p| *p == parent);
+            assert!(at.is_some_and(|at| at < i), "{parent} missing or after {path}");
+        }
+    }
+    members
+}
+
+type Members = BTreeMap<String, (u8, u32, Vec<u8>)>;
+
+fn members_in_order(tar: &[u8]) -> (Members, Vec<String>) {
     let mut out = BTreeMap::new();
     let mut order = Vec::new();
     for entry in tar::Archive::new(tar).entries().unwrap() {
@@ -134,15 +153,7 @@ fn members(tar: &[u8]) -> BTreeMap<String, (u8, u32, Vec<u8>)> {
             (header.entry_type().as_byte(), header.mode().unwrap(), content),
         );
     }
-    // Parents come before what they hold.
-    for (i, path) in order.iter().enumerate() {
-        if let Some((parent, _)) = path.trim_end_matches('/').rsplit_once('/') {
-            let parent = format!("{parent}/");
-            let at = order.iter().position(|p| *p == parent);
-            assert!(at.is_some_and(|at| at < i), "{parent} missing or after {path}");
-        }
-    }
-    out
+    (out, order)
 }
 
 /// Checks what skopeo would: every blob's name is its digest, the manifest's and
@@ -227,7 +238,7 @@ fn image_is_an_oci_layout_and_a_docker_archive_with_every_digest_right() {
     }
 
     // The environment under /opt/env (the default), relocated there; gopack's files apart.
-    let env_layer = members(&image.layer("environment"));
+    let env_layer = ours(&image.layer("environment"));
     assert!(env_layer.contains_key("opt/"), "{:?}", env_layer.keys());
     assert!(env_layer.contains_key("opt/env/"));
     assert_eq!(env_layer["opt/env/etc/a.txt"].2, b"x=/opt/env\n");
@@ -236,7 +247,7 @@ fn image_is_an_oci_layout_and_a_docker_archive_with_every_digest_right() {
     assert_eq!(env_layer["opt/env/bin/tool-link"].0, b'2');
     assert!(env_layer.keys().all(|path| path == "opt/" || path.starts_with("opt/env/")));
     assert!(!env_layer.keys().any(|path| path.contains(".gopack") || path.ends_with("bin/activate")));
-    let metadata = members(&image.layer("metadata"));
+    let metadata = ours(&image.layer("metadata"));
     for path in ["opt/env/.gopack/manifest.json", "opt/env/.gopack/prefix", "opt/env/bin/activate", "opt/env/bin/gopack-unpack"] {
         assert!(metadata.contains_key(path), "{path} not in {:?}", metadata.keys());
     }
@@ -327,7 +338,7 @@ fn dest_prefix_entrypoint_env_labels_and_a_go_toolchain_shape_the_config() {
         assert!(env_list.contains(&expected), "{expected} not in {env_list:?}");
     }
     assert_eq!(env_list.iter().filter(|v| v.starts_with("GOPROXY=")).count(), 1);
-    let layer = members(&image.layer("environment"));
+    let layer = ours(&image.layer("environment"));
     assert_eq!(layer["srv/app/etc/a.txt"].2, b"x=/srv/app\n");
     assert!(layer.contains_key("srv/") && layer.contains_key("srv/app/"));
 }
@@ -377,12 +388,12 @@ fn changing_only_a_go_service_changes_only_the_go_and_metadata_layers() {
     assert_ne!(one.layer_digest("go"), two.layer_digest("go"));
     assert_ne!(one.layer_digest("metadata"), two.layer_digest("metadata"));
     // The Go layer holds the service and the directories above it, nothing else.
-    let go_layer = members(&one.layer("go"));
+    let go_layer = ours(&one.layer("go"));
     assert_eq!(
         go_layer.keys().collect::<Vec<_>>(),
         ["opt/", "opt/env/", "opt/env/bin/", "opt/env/bin/healthcheck"]
     );
-    assert!(!members(&one.layer("environment")).contains_key("opt/env/bin/healthcheck"));
+    assert!(!ours(&one.layer("environment")).contains_key("opt/env/bin/healthcheck"));
     let history = one.config()["history"].as_array().unwrap().clone();
     assert!(history[2]["created_by"].as_str().unwrap().contains("bin/healthcheck"), "{history:?}");
 }
@@ -459,6 +470,8 @@ fn base_layer() -> Vec<u8> {
     header.set_size(5);
     header.set_mode(0o644);
     header.set_mtime(1);
+    header.set_uid(0);
+    header.set_gid(0);
     header.set_cksum();
     builder.append(&header, &b"base\n"[..]).unwrap();
     let tar = builder.into_inner().unwrap();
@@ -561,9 +574,9 @@ fn base_layers_are_copied_by_digest_and_its_config_extended() {
     let base_layer_digest = sha256(&base_layer());
     let mut digests = Vec::new();
     for (name, base) in [
-        ("dir.tar", format!("oci:{}:base", layout.display())),
-        ("archive.tar", format!("oci-archive:{}", archive.display())),
-        ("docker.tar", format!("docker-archive:{}:hand/base:1", docker.display())),
+        ("from-dir.tar", format!("oci:{}:base", layout.display())),
+        ("from-archive.tar", format!("oci-archive:{}", archive.display())),
+        ("from-docker.tar", format!("docker-archive:{}:hand/base:1", docker.display())),
     ] {
         let output = scratch.path(name);
         image_pack(&env, &output, &["--format", "oci", "--base", &base, "--cmd", "tool"]);
@@ -590,7 +603,7 @@ fn base_layers_are_copied_by_digest_and_its_config_extended() {
     assert_eq!(digests[0], base_layer_digest);
     assert_eq!(digests[1], base_layer_digest);
     assert_eq!(digests[2], sha256(&decompress("+gzip", &base_layer())));
-    let image = Image::read(&scratch.path("dir.tar"));
+    let image = Image::read(&scratch.path("from-dir.tar"));
     assert_eq!(image.manifest()["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
     assert_eq!(image.manifest()["annotations"]["org.opencontainers.image.base.name"], "base");
 }
@@ -758,16 +771,25 @@ fn debian_base() -> Base {
     base
 }
 
-/// Runs a program inside `root` with the image's environment variables.
+/// Runs a shell script inside `root` with the image's environment variables, with /proc
+/// mounted there as a runtime would (the dynamic loader reads /proc/self/exe to expand
+/// `$ORIGIN`) in a mount and PID namespace of its own, so nothing stays mounted.
 fn in_chroot(root: &Path, env: &[(String, String)], script: &str) -> Command {
-    let mut command = Command::new("chroot");
-    command.arg(root).args(["/bin/sh", "-c", script]).env_clear().envs(env.iter().cloned());
+    let mut command = Command::new("unshare");
+    command
+        .args(["--fork", "--pid", "--kill-child"])
+        .arg(format!("--mount-proc={}", root.join("proc").display()))
+        .arg("chroot")
+        .arg(root)
+        .args(["/bin/sh", "-c", script])
+        .env_clear()
+        .envs(env.iter().cloned());
     command
 }
 
 #[test]
 fn real_base_image_runs_python_c_and_go_in_a_chroot_and_in_podman() {
-    if !have_tools("oci end-to-end", &["mmdebstrap", "umoci", "skopeo", "chroot"]) {
+    if !have_tools("oci end-to-end", &["mmdebstrap", "umoci", "skopeo", "chroot", "unshare"]) {
         return;
     }
     // chroot, and umoci's unpack without --rootless, need root.
@@ -857,19 +879,28 @@ fn real_base_image_runs_python_c_and_go_in_a_chroot_and_in_podman() {
 
     // The Go health check, started in the chroot, answers on loopback (a chroot shares the
     // network).
-    let mut child = in_chroot(&root, &image_env, "exec /opt/app/bin/healthcheck -addr 127.0.0.1:0")
+    // (A static Go binary needs no /proc: plain chroot, so the signal reaches it.)
+    let mut child = Command::new("chroot")
+        .arg(&root)
+        .args(["/opt/app/bin/healthcheck", "-addr", "127.0.0.1:0"])
+        .env_clear()
+        .envs(image_env.iter().cloned())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    // Kept open: the service prints when it shuts down.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
     let address = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_string();
     let mut stream = std::net::TcpStream::connect(&address).unwrap();
     write!(stream, "GET /healthz HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     run_ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
-    assert!(child.wait().unwrap().success());
+    let mut rest = String::new();
+    let _ = stdout.read_to_string(&mut rest);
+    assert!(child.wait().unwrap().success(), "graceful shutdown on SIGTERM");
     assert!(response.starts_with("HTTP/1.0 200") && response.ends_with("ok"), "{response}");
 
     podman_loads_and_runs(&scratch, &output);

@@ -747,7 +747,6 @@ fn verify_reports_a_move_without_relocation_until_gopack_unpack_runs() {
 /// again: every move adds two lines, so the file is no longer the packed script relocated
 /// once, and verify says so. The relocation engine must drop the whole sh form.
 #[test]
-#[ignore = "relocation engine: a second relocation keeps the old sh-form `#!` lines"]
 fn a_script_relocated_twice_through_the_sh_form_is_the_packed_one_relocated_once() {
     let scratch = Scratch::new();
     let prefix = drift_env(&scratch);

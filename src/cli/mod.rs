@@ -226,6 +226,16 @@ fn resolve_create(
     } else {
         None
     };
+    let mut provenance = provenance;
+    if image.is_some() && provenance.sbom.is_some() {
+        return Err(Error::Usage(
+            "--sbom applies to bundles; describe an image's environment with `gopack inspect --json IMAGE`".into(),
+        ));
+    }
+    if format == Format::OciDir {
+        // A directory has no single sha256 to record.
+        provenance.checksum = false;
+    }
     // An image needs no unpack step: its environment is relocated while packing.
     let dest_prefix = match (&image, dest_prefix) {
         (Some(_), None) => Some(gopack::oci::default_dest_prefix(&prefix)),

@@ -96,7 +96,9 @@ pub fn build(inputs: Inputs<'_>) -> Value {
     }
     set(&mut env, "CONDA_PREFIX", dest);
     set(&mut env, "CONDA_DEFAULT_ENV", dest);
-    let source = &plan.relocation.source_prefix.0;
+    // The values name the environment where it was packed (the relocation records may
+    // already start from the destination).
+    let source = plan.prefix.as_os_str().as_encoded_bytes();
     for (name, value) in crate::scripts::env_vars(&plan.prefix) {
         let value = crate::relocate::text::replace_all(value.as_bytes(), source, dest.as_bytes());
         set(&mut env, &name, &String::from_utf8_lossy(&value));

@@ -89,29 +89,40 @@ BEGIN {
   n = length(old)
   first = ENVIRON["GP_INTERP"] != ""
 }
+function out(s) {
+  if (printed) printf "\n"
+  printf "%s", s
+  printed = 1
+}
+# The old first line goes; after #!/bin/sh, so do the second and third lines of the sh form.
+NR == 1 && first {
+  out(shebang())
+  shform = ($0 == "#!/bin/sh")
+  next
+}
+NR == 2 && shform && substr($0, 1, 9) == q q q "exec" q " " {
+  dropped = 1
+  next
+}
+NR == 3 && dropped && $0 == q " " q q q { next }
 {
-  if (NR > 1) printf "\n"
-  if (NR == 1 && first) {
-    printf "%s", shebang()
-    next
-  }
   line = $0
-  out = ""
+  rest = ""
   while ((i = index(line, old)) > 0) {
     c = substr(line, i + n, 1)
     if (c == "" || c !~ /[A-Za-z0-9_.+-]/) {
-      out = out substr(line, 1, i - 1) new
+      rest = rest substr(line, 1, i - 1) new
       line = substr(line, i + n)
     } else {
-      out = out substr(line, 1, i)
+      rest = rest substr(line, 1, i)
       line = substr(line, i + 1)
     }
   }
-  printf "%s", out line
+  out(rest line)
 }
 END {
-  if (NR == 0 && first) printf "%s", shebang()
-  if (NR > 0 && ENVIRON["GP_NONL"] == "") printf "\n"
+  if (NR == 0 && first) out(shebang())
+  if (printed && ENVIRON["GP_NONL"] == "") printf "\n"
   if (broken) exit 3
 }'
 

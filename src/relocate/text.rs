@@ -110,12 +110,35 @@ impl ShebangLine {
     }
 }
 
+/// The second and third lines of the `/bin/sh` form [`ShebangLine::render`] writes.
+const SH_FORM_LINE_2: &[u8] = b"'''exec' ";
+const SH_FORM_LINE_3: &[u8] = b"' '''";
+
+/// Where a rewrite with a new first line is in the file's first lines. The old first line is
+/// dropped; when it is `#!/bin/sh` and the second line starts as the sh form's does, the second
+/// line is dropped too, and the third when it is the sh form's `' '''`: so a script relocated
+/// into the sh form and relocated again gets one first line, not two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Head {
+    /// In the old first line; what it started with (a few bytes).
+    Line1(Vec<u8>),
+    /// After `#!/bin/sh` (its newline held back); the second line's start.
+    Line2(Vec<u8>),
+    /// In a second line that is the sh form's: dropped up to its newline.
+    Line2Dropped,
+    /// After it: the third line's start.
+    Line3(Vec<u8>),
+    /// The first lines are behind.
+    Done,
+}
+
 /// A streaming text rewrite: feed it the old bytes in chunks, collect the new ones.
 pub struct TextRewriter {
     finder: Finder<'static>,
     new: Vec<u8>,
     /// The rendered first line, until it has been written.
     first_line: Option<Vec<u8>>,
+    head: Head,
     /// Bytes received but not yet decided (a possible occurrence at the end).
     pending: Vec<u8>,
     /// Bytes replaced so far (occurrences).
@@ -124,30 +147,27 @@ pub struct TextRewriter {
 
 impl TextRewriter {
     /// Replaces `old` with `new` (both already in the file's [`Quoting`]); when `first_line` is
-    /// given, the file's first line is replaced by it.
+    /// given, the file's first line (or the three lines of the sh form) is replaced by it.
     pub fn new(old: &[u8], new: &[u8], first_line: Option<Vec<u8>>) -> TextRewriter {
+        let head = if first_line.is_some() {
+            Head::Line1(Vec::new())
+        } else {
+            Head::Done
+        };
         TextRewriter {
             finder: Finder::new(old).into_owned(),
             new: new.to_vec(),
             first_line,
+            head,
             pending: Vec::new(),
             replaced: 0,
         }
     }
 
     /// Takes the next chunk of the old content; appends what is decided to `out`.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
-        if let Some(line) = &self.first_line {
-            match memchr::memchr(b'\n', input) {
-                Some(newline) => {
-                    out.extend_from_slice(line);
-                    self.first_line = None;
-                    input = &input[newline..];
-                }
-                None => return, // still inside the first line: it is dropped
-            }
-        }
-        self.pending.extend_from_slice(input);
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let body = self.skip_head(input, out);
+        self.pending.extend_from_slice(body);
         let consumed = self.scan(out, false);
         self.pending.drain(..consumed);
     }
@@ -157,8 +177,86 @@ impl TextRewriter {
         if let Some(line) = self.first_line.take() {
             out.extend_from_slice(&line);
         }
+        match std::mem::replace(&mut self.head, Head::Done) {
+            Head::Line2(start) => {
+                self.pending.push(b'\n');
+                self.pending.extend_from_slice(&start);
+            }
+            Head::Line3(start) if start != SH_FORM_LINE_3 => {
+                self.pending.push(b'\n');
+                self.pending.extend_from_slice(&start);
+            }
+            _ => {}
+        }
         let consumed = self.scan(out, true);
         self.pending.drain(..consumed);
+    }
+
+    /// Consumes what belongs to the old first lines; returns the rest of `input`, after putting
+    /// held-back bytes that turned out to be body into `pending`.
+    fn skip_head<'a>(&mut self, mut input: &'a [u8], out: &mut Vec<u8>) -> &'a [u8] {
+        const SH: &[u8] = b"#!/bin/sh";
+        if let Some(line) = self.first_line.take() {
+            out.extend_from_slice(&line);
+        }
+        while !input.is_empty() {
+            match &mut self.head {
+                Head::Done => break,
+                Head::Line1(start) => {
+                    let newline = memchr::memchr(b'\n', input);
+                    let line = &input[..newline.unwrap_or(input.len())];
+                    // Only whether the line is exactly `#!/bin/sh` matters: keep one byte more.
+                    let take = line.len().min((SH.len() + 1).saturating_sub(start.len()));
+                    start.extend_from_slice(&line[..take]);
+                    match newline {
+                        Some(newline) if start.as_slice() == SH => {
+                            self.head = Head::Line2(Vec::new());
+                            input = &input[newline + 1..];
+                        }
+                        Some(newline) => {
+                            self.head = Head::Done;
+                            input = &input[newline..]; // its newline is body
+                        }
+                        None => input = &[],
+                    }
+                }
+                Head::Line2(start) => {
+                    let byte = input[0];
+                    if SH_FORM_LINE_2.get(start.len()) == Some(&byte) {
+                        start.push(byte);
+                        input = &input[1..];
+                        if start.len() == SH_FORM_LINE_2.len() {
+                            self.head = Head::Line2Dropped;
+                        }
+                    } else {
+                        self.pending.push(b'\n');
+                        self.pending.extend_from_slice(start);
+                        self.head = Head::Done;
+                    }
+                }
+                Head::Line2Dropped => match memchr::memchr(b'\n', input) {
+                    Some(newline) => {
+                        self.head = Head::Line3(Vec::new());
+                        input = &input[newline + 1..];
+                    }
+                    None => input = &[],
+                },
+                Head::Line3(start) => {
+                    let byte = input[0];
+                    if start.as_slice() == SH_FORM_LINE_3 && byte == b'\n' {
+                        self.head = Head::Done; // its newline is body
+                    } else if SH_FORM_LINE_3.get(start.len()) == Some(&byte) {
+                        start.push(byte);
+                        input = &input[1..];
+                    } else {
+                        self.pending.push(b'\n');
+                        self.pending.extend_from_slice(start);
+                        self.head = Head::Done;
+                    }
+                }
+            }
+        }
+        input
     }
 
     /// Decides what can be decided in `pending`; returns how many bytes were consumed.
@@ -285,5 +383,29 @@ mod tests {
         let (plain, ok) = line.render(b"/opt/a b$c");
         assert!(!ok);
         assert_eq!(plain, b"#!/opt/a b$c/bin/python3.11 -u");
+    }
+
+    #[test]
+    fn a_script_in_the_sh_form_relocated_again_gets_one_first_line() {
+        let line = ShebangLine {
+            interpreter: ByteString::from("bin/python3.11"),
+            argument: ByteString::default(),
+        };
+        let packed = b"#!/a/bin/python3.11\n\"\"\"Doc.\"\"\"\nprint('/a')\n".to_vec();
+        let spaced = rewrite_all(&packed, b"/a", b"/b c", Some(line.render(b"/b c").0));
+        assert!(spaced.starts_with(b"#!/bin/sh\n'''exec' \"/b c/bin/python3.11\""));
+        let again = rewrite_all(&spaced, b"/b c", b"/d", Some(line.render(b"/d").0));
+        assert_eq!(
+            again,
+            b"#!/d/bin/python3.11\n\"\"\"Doc.\"\"\"\nprint('/d')\n"
+        );
+        // A script that merely starts with `#!/bin/sh` keeps its second line.
+        let other = rewrite_all(
+            b"#!/bin/sh\necho '/a'\n",
+            b"/a",
+            b"/d",
+            Some(b"#!X".to_vec()),
+        );
+        assert_eq!(other, b"#!X\necho '/d'\n");
     }
 }
