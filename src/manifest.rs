@@ -19,14 +19,46 @@ pub const MANIFEST_PATH: &str = ".gopack/manifest.json";
 /// The manifest format version; readers refuse newer major versions.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// What a packed path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// Another name of a regular file listed before it.
+    Hardlink,
+}
+
+impl PathKind {
+    /// The name used in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::File => "file",
+            PathKind::Dir => "dir",
+            PathKind::Symlink => "symlink",
+            PathKind::Hardlink => "hardlink",
+        }
+    }
+}
+
+impl std::fmt::Display for PathKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One packed path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRecord {
     /// Path relative to the environment's root.
     pub path: ByteString,
-    /// `file`, `symlink`, `hardlink` or `dir`.
+    /// What it is.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: PathKind,
     /// Permission bits.
     pub mode: u32,
     /// Size of the packed content (files).
@@ -173,26 +205,25 @@ impl Manifest {
                     record.mode
                 ));
             }
-            let problem = match record.kind.as_str() {
-                "file" => match (&record.size, &record.sha256) {
+            let problem = match record.kind {
+                PathKind::File => match (&record.size, &record.sha256) {
                     (Some(_), Some(sha)) if is_sha256(sha) => None,
                     _ => Some("a file needs a size and a sha256 (64 hex digits)".to_string()),
                 },
-                "dir" => record
+                PathKind::Dir => record
                     .size
                     .filter(|&size| size != 0)
                     .map(|_| "a directory has no size".to_string()),
-                "symlink" => match &record.target {
+                PathKind::Symlink => match &record.target {
                     Some(target) if !target.0.is_empty() && !target.0.contains(&0) => None,
                     _ => Some("a symlink needs a target".to_string()),
                 },
-                "hardlink" => match &record.target {
+                PathKind::Hardlink => match &record.target {
                     Some(target) => check_path(&target.0)
                         .err()
                         .map(|reason| format!("hard link target: {reason}")),
                     None => Some("a hard link needs a target".to_string()),
                 },
-                other => Some(format!("unknown type `{}`", escape_str(other))),
             };
             if let Some(problem) = problem {
                 return Err(format!("manifest: file record `{}`: {problem}", shown()));
@@ -203,22 +234,29 @@ impl Manifest {
         }
         // What unpack itself reads and writes there must be what it expects.
         let gopack_dir = listed.get(&b".gopack"[..]);
-        if gopack_dir.is_some_and(|record| record.kind != "dir") {
+        if gopack_dir.is_some_and(|record| record.kind != PathKind::Dir) {
             return Err("manifest: `.gopack` is not a directory".into());
         }
         let prefix = listed.get(&b".gopack/prefix"[..]);
-        if prefix.is_some_and(|record| record.kind != "file" || record.size > Some(4096)) {
+        if prefix.is_some_and(|record| record.kind != PathKind::File || record.size > Some(4096)) {
             return Err(
                 "manifest: `.gopack/prefix` is not a regular file of at most 4096 bytes".into(),
             );
         }
-        for record in self.files.iter().filter(|record| record.kind == "hardlink") {
+        for record in self
+            .files
+            .iter()
+            .filter(|record| record.kind == PathKind::Hardlink)
+        {
             let target = record
                 .target
                 .as_ref()
                 .map(|t| t.0.as_slice())
                 .unwrap_or_default();
-            if listed.get(target).is_none_or(|first| first.kind != "file") {
+            if listed
+                .get(target)
+                .is_none_or(|first| first.kind != PathKind::File)
+            {
                 return Err(format!(
                     "manifest: file record `{}`: hard link to `{}`, which is not a regular file it lists",
                     escape_bytes(&record.path.0),
@@ -234,7 +272,7 @@ impl Manifest {
                     kind,
                     size: Some(size),
                     ..
-                }) if kind == "file" => Ok(*size),
+                }) if *kind == PathKind::File => Ok(*size),
                 _ => Err(format!(
                     "manifest: {what} `{}` does not name a regular file listed in the manifest",
                     escape_bytes(path)
@@ -248,7 +286,7 @@ impl Manifest {
                 let linked = matches!(
                     listed.get(link.0.as_slice()),
                     Some(FileRecord { kind, target: Some(target), .. })
-                        if kind == "hardlink" && target == path
+                        if *kind == PathKind::Hardlink && target == path
                 );
                 if !linked {
                     return Err(format!(
@@ -471,7 +509,7 @@ mod tests {
             ),
             (
                 serde_json::json!([{"path": "d", "type": "fifo", "mode": 420}]),
-                "unknown type",
+                "unknown variant `fifo`",
             ),
             (
                 serde_json::json!([{"path": "f", "type": "file", "mode": 420}]),

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::conda::CondaEnv;
 use crate::error::{Error, Result};
 use crate::go::GoBinary;
-use crate::manifest::{FORMAT_VERSION, FileRecord, MANIFEST_PATH, Manifest, Totals};
+use crate::manifest::{FORMAT_VERSION, FileRecord, MANIFEST_PATH, Manifest, PathKind, Totals};
 use crate::progress::{Reporter, Warning};
 use crate::relocate::{self, ByteString, Edit, FileContext, Fix, LeftAlone};
 use crate::scan::classify::FileKind;
@@ -418,19 +418,19 @@ impl Manifest {
             let (kind, target) = match &entry.kind {
                 EntryKind::Dir => {
                     totals.dirs += 1;
-                    ("dir", None)
+                    (PathKind::Dir, None)
                 }
                 EntryKind::File => {
                     totals.files += 1;
-                    ("file", None)
+                    (PathKind::File, None)
                 }
                 EntryKind::HardLink { target } => {
                     totals.hardlinks += 1;
-                    ("hardlink", Some(ByteString(target.clone())))
+                    (PathKind::Hardlink, Some(ByteString(target.clone())))
                 }
                 EntryKind::Symlink { target } => {
                     totals.symlinks += 1;
-                    ("symlink", Some(ByteString(target.clone())))
+                    (PathKind::Symlink, Some(ByteString(target.clone())))
                 }
             };
             let (size, sha256) = match &planned.body {
@@ -449,7 +449,7 @@ impl Manifest {
             totals.bytes += size.unwrap_or(0);
             files.push(FileRecord {
                 path: ByteString(entry.path.clone()),
-                kind: kind.to_string(),
+                kind,
                 mode: entry.mode,
                 size,
                 sha256,

@@ -32,7 +32,12 @@ impl Image {
             for entry in walkdir::WalkDir::new(path).min_depth(1) {
                 let entry = entry.unwrap();
                 if entry.file_type().is_file() {
-                    let name = entry.path().strip_prefix(path).unwrap().to_string_lossy().into_owned();
+                    let name = entry
+                        .path()
+                        .strip_prefix(path)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
                     files.insert(name, std::fs::read(entry.path()).unwrap());
                 }
             }
@@ -58,17 +63,25 @@ impl Image {
 
     fn blob(&self, digest: &str) -> &[u8] {
         let name = format!("blobs/sha256/{}", digest.strip_prefix("sha256:").unwrap());
-        self.files.get(&name).unwrap_or_else(|| panic!("no blob {name}"))
+        self.files
+            .get(&name)
+            .unwrap_or_else(|| panic!("no blob {name}"))
     }
 
     fn manifest(&self) -> Value {
         let index = self.json("index.json");
-        let digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+        let digest = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
         serde_json::from_slice(self.blob(&digest)).unwrap()
     }
 
     fn config(&self) -> Value {
-        let digest = self.manifest()["config"]["digest"].as_str().unwrap().to_string();
+        let digest = self.manifest()["config"]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
         serde_json::from_slice(self.blob(&digest)).unwrap()
     }
 
@@ -81,7 +94,10 @@ impl Image {
             .map(|layer| {
                 let digest = layer["digest"].as_str().unwrap().to_string();
                 let tar = decompress(layer["mediaType"].as_str().unwrap(), self.blob(&digest));
-                let role = layer["annotations"]["io.gopack.layer"].as_str().unwrap_or("base").to_string();
+                let role = layer["annotations"]["io.gopack.layer"]
+                    .as_str()
+                    .unwrap_or("base")
+                    .to_string();
                 (role, digest, tar)
             })
             .collect()
@@ -96,7 +112,11 @@ impl Image {
     }
 
     fn layer_digest(&self, role: &str) -> String {
-        self.layers().into_iter().find(|(r, _, _)| r == role).unwrap().1
+        self.layers()
+            .into_iter()
+            .find(|(r, _, _)| r == role)
+            .unwrap()
+            .1
     }
 }
 
@@ -107,9 +127,14 @@ fn sha256(bytes: &[u8]) -> String {
 fn decompress(media_type: &str, blob: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     if media_type.ends_with("+gzip") {
-        flate2::read::GzDecoder::new(blob).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(blob)
+            .read_to_end(&mut out)
+            .unwrap();
     } else if media_type.ends_with("+zstd") {
-        zstd::stream::read::Decoder::new(blob).unwrap().read_to_end(&mut out).unwrap();
+        zstd::stream::read::Decoder::new(blob)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
     } else {
         out = blob.to_vec();
     }
@@ -128,7 +153,10 @@ fn ours(tar: &[u8]) -> Members {
         if let Some((parent, _)) = path.trim_end_matches('/').rsplit_once('/') {
             let parent = format!("{parent}/");
             let at = order.iter().position(|p| *p == parent);
-            assert!(at.is_some_and(|at| at < i), "{parent} missing or after {path}");
+            assert!(
+                at.is_some_and(|at| at < i),
+                "{parent} missing or after {path}"
+            );
         }
     }
     members
@@ -150,7 +178,11 @@ fn members_in_order(tar: &[u8]) -> (Members, Vec<String>) {
         order.push(path.clone());
         out.insert(
             path,
-            (header.entry_type().as_byte(), header.mode().unwrap(), content),
+            (
+                header.entry_type().as_byte(),
+                header.mode().unwrap(),
+                content,
+            ),
         );
     }
     (out, order)
@@ -165,23 +197,41 @@ fn check_digests(image: &Image, tag: &str) {
             assert_eq!(sha256(bytes), format!("sha256:{hex}"), "{name}");
         }
     }
-    assert_eq!(image.files["oci-layout"], br#"{"imageLayoutVersion":"1.0.0"}"#);
+    assert_eq!(
+        image.files["oci-layout"],
+        br#"{"imageLayoutVersion":"1.0.0"}"#
+    );
     let index = image.json("index.json");
     assert_eq!(index["schemaVersion"], 2);
     let entry = &index["manifests"][0];
     let (name, tag_only) = tag.rsplit_once(':').unwrap();
-    assert_eq!(entry["annotations"]["org.opencontainers.image.ref.name"], tag_only);
-    assert_eq!(entry["annotations"]["io.containerd.image.name"], format!("{name}:{tag_only}"));
+    assert_eq!(
+        entry["annotations"]["org.opencontainers.image.ref.name"],
+        tag_only
+    );
+    assert_eq!(
+        entry["annotations"]["io.containerd.image.name"],
+        format!("{name}:{tag_only}")
+    );
     let manifest_bytes = image.blob(entry["digest"].as_str().unwrap());
     assert_eq!(entry["size"], manifest_bytes.len());
     let manifest = image.manifest();
-    assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
-    for descriptor in std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap()) {
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    for descriptor in
+        std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap())
+    {
         let blob = image.blob(descriptor["digest"].as_str().unwrap());
         assert_eq!(descriptor["size"], blob.len());
     }
     let config = image.config();
-    let diff_ids: Vec<String> = image.layers().iter().map(|(_, _, tar)| sha256(tar)).collect();
+    let diff_ids: Vec<String> = image
+        .layers()
+        .iter()
+        .map(|(_, _, tar)| sha256(tar))
+        .collect();
     assert_eq!(config["rootfs"]["diff_ids"], json!(diff_ids));
     assert_eq!(config["rootfs"]["type"], "layers");
 }
@@ -193,7 +243,10 @@ fn synthetic(scratch: &Scratch) -> PathBuf {
     SyntheticEnv::new(&scratch.path("env"))
         .text("etc/a.txt", "x=@PREFIX@\n")
         .file("bin/tool", b"#!/bin/sh\necho hi from @PREFIX@\n", 0o755)
-        .text("etc/conda/env_vars.d/data.json", r#"{"MY_DATA": "@PREFIX@/share/data"}"#)
+        .text(
+            "etc/conda/env_vars.d/data.json",
+            r#"{"MY_DATA": "@PREFIX@/share/data"}"#,
+        )
         .symlink("bin/tool-link", "tool")
         .build()
 }
@@ -220,21 +273,39 @@ fn image_is_an_oci_layout_and_a_docker_archive_with_every_digest_right() {
     assert_eq!(docker[0]["RepoTags"], json!(["team/app:1.0"]));
     assert_eq!(
         docker[0]["Config"],
-        format!("blobs/sha256/{}", manifest["config"]["digest"].as_str().unwrap().trim_start_matches("sha256:"))
+        format!(
+            "blobs/sha256/{}",
+            manifest["config"]["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:")
+        )
     );
     let layer_paths: Vec<String> = manifest["layers"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| format!("blobs/sha256/{}", l["digest"].as_str().unwrap().trim_start_matches("sha256:")))
+        .map(|l| {
+            format!(
+                "blobs/sha256/{}",
+                l["digest"].as_str().unwrap().trim_start_matches("sha256:")
+            )
+        })
         .collect();
     assert_eq!(docker[0]["Layers"], json!(layer_paths));
 
     // No Go binaries: the environment and metadata layers, gzip.
-    let roles: Vec<String> = image.layers().into_iter().map(|(role, _, _)| role).collect();
+    let roles: Vec<String> = image
+        .layers()
+        .into_iter()
+        .map(|(role, _, _)| role)
+        .collect();
     assert_eq!(roles, ["environment", "metadata"]);
     for layer in manifest["layers"].as_array().unwrap() {
-        assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
     }
 
     // The environment under /opt/env (the default), relocated there; gopack's files apart.
@@ -243,13 +314,33 @@ fn image_is_an_oci_layout_and_a_docker_archive_with_every_digest_right() {
     assert!(env_layer.contains_key("opt/env/"));
     assert_eq!(env_layer["opt/env/etc/a.txt"].2, b"x=/opt/env\n");
     assert_eq!(env_layer["opt/env/bin/tool"].1, 0o755);
-    assert_eq!(env_layer["opt/env/bin/tool"].2, b"#!/bin/sh\necho hi from /opt/env\n");
+    assert_eq!(
+        env_layer["opt/env/bin/tool"].2,
+        b"#!/bin/sh\necho hi from /opt/env\n"
+    );
     assert_eq!(env_layer["opt/env/bin/tool-link"].0, b'2');
-    assert!(env_layer.keys().all(|path| path == "opt/" || path.starts_with("opt/env/")));
-    assert!(!env_layer.keys().any(|path| path.contains(".gopack") || path.ends_with("bin/activate")));
+    assert!(
+        env_layer
+            .keys()
+            .all(|path| path == "opt/" || path.starts_with("opt/env/"))
+    );
+    assert!(
+        !env_layer
+            .keys()
+            .any(|path| path.contains(".gopack") || path.ends_with("bin/activate"))
+    );
     let metadata = ours(&image.layer("metadata"));
-    for path in ["opt/env/.gopack/manifest.json", "opt/env/.gopack/prefix", "opt/env/bin/activate", "opt/env/bin/gopack-unpack"] {
-        assert!(metadata.contains_key(path), "{path} not in {:?}", metadata.keys());
+    for path in [
+        "opt/env/.gopack/manifest.json",
+        "opt/env/.gopack/prefix",
+        "opt/env/bin/activate",
+        "opt/env/bin/gopack-unpack",
+    ] {
+        assert!(
+            metadata.contains_key(path),
+            "{path} not in {:?}",
+            metadata.keys()
+        );
     }
     assert_eq!(metadata["opt/env/.gopack/prefix"].2, b"/opt/env");
     assert_eq!(
@@ -268,7 +359,10 @@ fn image_is_an_oci_layout_and_a_docker_archive_with_every_digest_right() {
         "CONDA_PREFIX=/opt/env",
         "MY_DATA=/opt/env/share/data",
     ] {
-        assert!(env_list.contains(&json!(expected)), "{expected} not in {env_list:?}");
+        assert!(
+            env_list.contains(&json!(expected)),
+            "{expected} not in {env_list:?}"
+        );
     }
     assert_eq!(config["config"]["Cmd"], json!(["tool"]));
     assert_eq!(config["config"]["Labels"]["io.gopack.prefix"], "/opt/env");
@@ -283,7 +377,11 @@ fn same_inputs_give_the_same_image_and_source_date_epoch_sets_only_the_times() {
     let second = scratch.path("b.tar");
     image_pack(&env, &first, &["--format", "oci"]);
     image_pack(&env, &second, &["--format", "oci", "-j", "1"]);
-    assert_eq!(sha256_file(&first), sha256_file(&second), "two images of the same inputs differ");
+    assert_eq!(
+        sha256_file(&first),
+        sha256_file(&second),
+        "two images of the same inputs differ"
+    );
 
     let dated = scratch.path("dated.tar");
     run_ok(
@@ -293,9 +391,18 @@ fn same_inputs_give_the_same_image_and_source_date_epoch_sets_only_the_times() {
     );
     let (plain, dated) = (Image::read(&first), Image::read(&dated));
     assert_eq!(dated.config()["created"], "2023-11-14T22:13:20Z");
-    assert_eq!(dated.config()["history"][0]["created"], "2023-11-14T22:13:20Z");
-    assert_eq!(plain.layer_digest("environment"), dated.layer_digest("environment"));
-    assert_eq!(plain.layer_digest("metadata"), dated.layer_digest("metadata"));
+    assert_eq!(
+        dated.config()["history"][0]["created"],
+        "2023-11-14T22:13:20Z"
+    );
+    assert_eq!(
+        plain.layer_digest("environment"),
+        dated.layer_digest("environment")
+    );
+    assert_eq!(
+        plain.layer_digest("metadata"),
+        dated.layer_digest("metadata")
+    );
     assert_ne!(plain.json("index.json"), dated.json("index.json"));
 
     let stderr = run_fails(
@@ -320,9 +427,20 @@ fn dest_prefix_entrypoint_env_labels_and_a_go_toolchain_shape_the_config() {
         &env,
         &output,
         &[
-            "--format", "oci", "--dest-prefix", "/srv/app/", "--entrypoint", r#"["/srv/app/bin/go", "version"]"#,
-            "--env", "GOPROXY=https://proxy.example", "--env", "EXTRA=1", "--label", "team=data",
-            "--workdir", "/srv/app",
+            "--format",
+            "oci",
+            "--dest-prefix",
+            "/srv/app/",
+            "--entrypoint",
+            r#"["/srv/app/bin/go", "version"]"#,
+            "--env",
+            "GOPROXY=https://proxy.example",
+            "--env",
+            "EXTRA=1",
+            "--label",
+            "team=data",
+            "--workdir",
+            "/srv/app",
         ],
     );
     let image = Image::read(&output);
@@ -333,11 +451,31 @@ fn dest_prefix_entrypoint_env_labels_and_a_go_toolchain_shape_the_config() {
     assert!(run.get("Cmd").is_none());
     assert_eq!(run["WorkingDir"], "/srv/app");
     assert_eq!(run["Labels"]["team"], "data");
-    let env_list: Vec<&str> = run["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    for expected in ["CONDA_PREFIX=/srv/app", "GOTOOLCHAIN=local", "GOPROXY=https://proxy.example", "EXTRA=1", "GOCACHE=/tmp/gopack-go/cache"] {
-        assert!(env_list.contains(&expected), "{expected} not in {env_list:?}");
+    let env_list: Vec<&str> = run["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for expected in [
+        "CONDA_PREFIX=/srv/app",
+        "GOTOOLCHAIN=local",
+        "GOPROXY=https://proxy.example",
+        "EXTRA=1",
+        "GOCACHE=/tmp/gopack-go/cache",
+    ] {
+        assert!(
+            env_list.contains(&expected),
+            "{expected} not in {env_list:?}"
+        );
     }
-    assert_eq!(env_list.iter().filter(|v| v.starts_with("GOPROXY=")).count(), 1);
+    assert_eq!(
+        env_list
+            .iter()
+            .filter(|v| v.starts_with("GOPROXY="))
+            .count(),
+        1
+    );
     let layer = ours(&image.layer("environment"));
     assert_eq!(layer["srv/app/etc/a.txt"].2, b"x=/srv/app\n");
     assert!(layer.contains_key("srv/") && layer.contains_key("srv/app/"));
@@ -350,7 +488,14 @@ fn healthcheck_source(dir: &Path, greeting: &str) -> PathBuf {
     std::fs::copy(source.join("go.mod"), dir.join("go.mod")).unwrap();
     let main = std::fs::read_to_string(source.join("main.go")).unwrap();
     assert!(main.contains(r#"fmt.Fprint(w, "ok")"#));
-    std::fs::write(dir.join("main.go"), main.replace(r#"fmt.Fprint(w, "ok")"#, &format!(r#"fmt.Fprint(w, "{greeting}")"#))).unwrap();
+    std::fs::write(
+        dir.join("main.go"),
+        main.replace(
+            r#"fmt.Fprint(w, "ok")"#,
+            &format!(r#"fmt.Fprint(w, "{greeting}")"#),
+        ),
+    )
+    .unwrap();
     dir.to_path_buf()
 }
 
@@ -384,18 +529,32 @@ fn changing_only_a_go_service_changes_only_the_go_and_metadata_layers() {
     let roles: Vec<String> = one.layers().into_iter().map(|(role, _, _)| role).collect();
     assert_eq!(roles, ["base", "environment", "go", "metadata"]);
     assert_eq!(one.layer_digest("base"), two.layer_digest("base"));
-    assert_eq!(one.layer_digest("environment"), two.layer_digest("environment"));
+    assert_eq!(
+        one.layer_digest("environment"),
+        two.layer_digest("environment")
+    );
     assert_ne!(one.layer_digest("go"), two.layer_digest("go"));
     assert_ne!(one.layer_digest("metadata"), two.layer_digest("metadata"));
     // The Go layer holds the service and the directories above it, nothing else.
     let go_layer = ours(&one.layer("go"));
     assert_eq!(
         go_layer.keys().collect::<Vec<_>>(),
-        ["opt/", "opt/env/", "opt/env/bin/", "opt/env/bin/healthcheck"]
+        [
+            "opt/",
+            "opt/env/",
+            "opt/env/bin/",
+            "opt/env/bin/healthcheck"
+        ]
     );
     assert!(!ours(&one.layer("environment")).contains_key("opt/env/bin/healthcheck"));
     let history = one.config()["history"].as_array().unwrap().clone();
-    assert!(history[2]["created_by"].as_str().unwrap().contains("bin/healthcheck"), "{history:?}");
+    assert!(
+        history[2]["created_by"]
+            .as_str()
+            .unwrap()
+            .contains("bin/healthcheck"),
+        "{history:?}"
+    );
 }
 
 #[test]
@@ -403,29 +562,61 @@ fn oci_dir_zstd_and_uncompressed_layers() {
     let scratch = Scratch::new();
     let env = synthetic(&scratch);
     let dir = scratch.path("layout");
-    image_pack(&env, &dir, &["--format", "oci-dir", "--layer-compression", "zstd", "--compress-level", "19"]);
+    image_pack(
+        &env,
+        &dir,
+        &[
+            "--format",
+            "oci-dir",
+            "--layer-compression",
+            "zstd",
+            "--compress-level",
+            "19",
+        ],
+    );
     let image = Image::read(&dir);
     check_digests(&image, "env:latest");
-    assert!(!image.files.contains_key("manifest.json"), "a layout directory is no docker archive");
+    assert!(
+        !image.files.contains_key("manifest.json"),
+        "a layout directory is no docker archive"
+    );
     for layer in image.manifest()["layers"].as_array().unwrap() {
-        assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
     }
     use std::os::unix::fs::PermissionsExt;
     let blob_dir = dir.join("blobs/sha256");
-    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
     for entry in std::fs::read_dir(&blob_dir).unwrap() {
         let entry = entry.unwrap();
-        assert_eq!(entry.metadata().unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            entry.metadata().unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         assert!(!entry.file_name().to_string_lossy().starts_with('.'));
     }
     // An existing output needs -f, which replaces it whole.
     let stderr = run_fails(create_command(&env, &dir).args(["--format", "oci-dir"]), 1);
     assert!(stderr.contains("already exists"), "{stderr}");
-    image_pack(&env, &dir, &["--format", "oci-dir", "-f", "--layer-compression", "none"]);
+    image_pack(
+        &env,
+        &dir,
+        &["--format", "oci-dir", "-f", "--layer-compression", "none"],
+    );
     let image = Image::read(&dir);
     check_digests(&image, "env:latest");
     let config = image.config();
-    for (i, layer) in image.manifest()["layers"].as_array().unwrap().iter().enumerate() {
+    for (i, layer) in image.manifest()["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
         assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar");
         assert_eq!(layer["digest"], config["rootfs"]["diff_ids"][i]);
     }
@@ -439,16 +630,32 @@ fn inspect_shows_the_image_and_its_environment() {
     let output = scratch.path("app.tar");
     image_pack(&env, &output, &["--format", "oci", "--tag", "app:2"]);
     let image = Image::read(&output);
-    let digest = image.json("index.json")["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let digest = image.json("index.json")["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let text = run_ok(gopack().arg("inspect").arg(&output));
-    for expected in ["tag:            app:2", &format!("digest:         {digest}"), "prefix:         /opt/env", "(environment)", "(metadata)", "conda packages: 1"] {
+    for expected in [
+        "tag:            app:2",
+        &format!("digest:         {digest}"),
+        "prefix:         /opt/env",
+        "(environment)",
+        "(metadata)",
+        "conda packages: 1",
+    ] {
         assert!(text.contains(expected), "{expected} not in\n{text}");
     }
     let json = manifest(&output);
     assert_eq!(json["image"]["digest"], digest.as_str());
     assert_eq!(json["image"]["tag"], "app:2");
     assert_eq!(json["platform"], crate::util::synthetic::host_platform());
-    assert!(json["files"].as_array().unwrap().iter().any(|f| f["path"] == "etc/a.txt"));
+    assert!(
+        json["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "etc/a.txt")
+    );
     // The layout directory form too.
     let dir = scratch.path("dir");
     image_pack(&env, &dir, &["--format", "oci-dir", "--tag", "app:2"]);
@@ -507,7 +714,8 @@ fn fabricated_base(dir: &Path, architecture: &str) -> PathBuf {
     let layer = base_layer();
     let diff_id = sha256(&decompress("+gzip", &layer));
     let (layer_digest, layer_size) = put(&layer);
-    let (config_digest, config_size) = put(&serde_json::to_vec(&base_config(architecture, &diff_id)).unwrap());
+    let (config_digest, config_size) =
+        put(&serde_json::to_vec(&base_config(architecture, &diff_id)).unwrap());
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -551,7 +759,10 @@ fn docker_archive(output: &Path, architecture: &str) {
     for (name, bytes) in [
         (format!("{}/layer.tar", &id[..12]), layer),
         (format!("{id}.json"), config),
-        ("manifest.json".to_string(), serde_json::to_vec(&manifest).unwrap()),
+        (
+            "manifest.json".to_string(),
+            serde_json::to_vec(&manifest).unwrap(),
+        ),
     ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
@@ -575,11 +786,21 @@ fn base_layers_are_copied_by_digest_and_its_config_extended() {
     let mut digests = Vec::new();
     for (name, base) in [
         ("from-dir.tar", format!("oci:{}:base", layout.display())),
-        ("from-archive.tar", format!("oci-archive:{}", archive.display())),
-        ("from-docker.tar", format!("docker-archive:{}:hand/base:1", docker.display())),
+        (
+            "from-archive.tar",
+            format!("oci-archive:{}", archive.display()),
+        ),
+        (
+            "from-docker.tar",
+            format!("docker-archive:{}:hand/base:1", docker.display()),
+        ),
     ] {
         let output = scratch.path(name);
-        image_pack(&env, &output, &["--format", "oci", "--base", &base, "--cmd", "tool"]);
+        image_pack(
+            &env,
+            &output,
+            &["--format", "oci", "--base", &base, "--cmd", "tool"],
+        );
         let image = Image::read(&output);
         check_digests(&image, "env:latest");
         let layers = image.layers();
@@ -593,7 +814,10 @@ fn base_layers_are_copied_by_digest_and_its_config_extended() {
         assert_eq!(run["Cmd"], json!(["tool"]));
         assert_eq!(run["User"], "1000");
         let env_list = run["Env"].as_array().unwrap();
-        assert!(env_list.contains(&json!("PATH=/opt/env/bin:/usr/bin:/bin")), "{env_list:?}");
+        assert!(
+            env_list.contains(&json!("PATH=/opt/env/bin:/usr/bin:/bin")),
+            "{env_list:?}"
+        );
         assert!(env_list.contains(&json!("LANG=C.UTF-8")));
         assert_eq!(config["history"][0]["created_by"], "hand-made base");
         assert_eq!(config["history"].as_array().unwrap().len(), 3);
@@ -604,8 +828,14 @@ fn base_layers_are_copied_by_digest_and_its_config_extended() {
     assert_eq!(digests[1], base_layer_digest);
     assert_eq!(digests[2], sha256(&decompress("+gzip", &base_layer())));
     let image = Image::read(&scratch.path("from-dir.tar"));
-    assert_eq!(image.manifest()["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
-    assert_eq!(image.manifest()["annotations"]["org.opencontainers.image.base.name"], "base");
+    assert_eq!(
+        image.manifest()["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(
+        image.manifest()["annotations"]["org.opencontainers.image.base.name"],
+        "base"
+    );
 }
 
 #[test]
@@ -631,33 +861,58 @@ fn bad_options_and_bases_fail_cleanly() {
     // User errors: exit 1, naming the base.
     let arm = fabricated_base(&scratch.path("arm"), "arm64");
     let stderr = run_fails(
-        create_command(&env, &output).args(["--format", "oci", "--base", &format!("oci:{}", arm.display())]),
+        create_command(&env, &output).args([
+            "--format",
+            "oci",
+            "--base",
+            &format!("oci:{}", arm.display()),
+        ]),
         1,
     );
-    assert!(stderr.contains("linux/arm64") && stderr.contains("linux/amd64"), "{stderr}");
+    assert!(
+        stderr.contains("linux/arm64") && stderr.contains("linux/amd64"),
+        "{stderr}"
+    );
     assert!(stderr.contains("hint:"), "{stderr}");
     let missing = scratch.path("nothing-here");
     let stderr = run_fails(
-        create_command(&env, &output).args(["--format", "oci", "--base", &format!("oci-archive:{}", missing.display())]),
+        create_command(&env, &output).args([
+            "--format",
+            "oci",
+            "--base",
+            &format!("oci-archive:{}", missing.display()),
+        ]),
         1,
     );
     assert!(stderr.contains("nothing-here"), "{stderr}");
     // A base whose layer was altered after its manifest was written.
     let tampered = fabricated_base(&scratch.path("tampered"), "amd64");
     let layer_digest = sha256(&base_layer());
-    let layer_file = tampered.join("blobs/sha256").join(layer_digest.trim_start_matches("sha256:"));
+    let layer_file = tampered
+        .join("blobs/sha256")
+        .join(layer_digest.trim_start_matches("sha256:"));
     let mut bytes = std::fs::read(&layer_file).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&layer_file, bytes).unwrap();
     let stderr = run_fails(
-        create_command(&env, &output).args(["--format", "oci", "--base", &format!("oci:{}", tampered.display())]),
+        create_command(&env, &output).args([
+            "--format",
+            "oci",
+            "--base",
+            &format!("oci:{}", tampered.display()),
+        ]),
         1,
     );
     assert!(stderr.contains("does not match its digest"), "{stderr}");
     // Two images in a layout need a tag; an unknown tag lists the known ones.
     let stderr = run_fails(
-        create_command(&env, &output).args(["--format", "oci", "--base", &format!("oci:{}:nope", arm.display())]),
+        create_command(&env, &output).args([
+            "--format",
+            "oci",
+            "--base",
+            &format!("oci:{}:nope", arm.display()),
+        ]),
         1,
     );
     assert!(stderr.contains("tags: base"), "{stderr}");
@@ -665,14 +920,27 @@ fn bad_options_and_bases_fail_cleanly() {
     let gz = scratch.path("base.tar.gz");
     std::fs::write(&gz, base_layer()).unwrap();
     let stderr = run_fails(
-        create_command(&env, &output).args(["--format", "oci", "--base", &format!("oci-archive:{}", gz.display())]),
+        create_command(&env, &output).args([
+            "--format",
+            "oci",
+            "--base",
+            &format!("oci-archive:{}", gz.display()),
+        ]),
         1,
     );
     assert!(stderr.contains("gzip-compressed"), "{stderr}");
     // A name a runtime reads as a whiteout.
-    let whiteout = SyntheticEnv::new(&scratch.path("wh")).text("etc/.wh.x", "x").build();
-    let stderr = run_fails(create_command(&whiteout, &output).args(["--format", "oci"]), 1);
-    assert!(stderr.contains(".wh.x") && stderr.contains("whiteout"), "{stderr}");
+    let whiteout = SyntheticEnv::new(&scratch.path("wh"))
+        .text("etc/.wh.x", "x")
+        .build();
+    let stderr = run_fails(
+        create_command(&whiteout, &output).args(["--format", "oci"]),
+        1,
+    );
+    assert!(
+        stderr.contains(".wh.x") && stderr.contains("whiteout"),
+        "{stderr}"
+    );
     assert!(!output.exists());
     assert_no_leftovers(&scratch.path(""));
 }
@@ -683,7 +951,11 @@ fn bad_options_and_bases_fail_cleanly() {
 /// Whether every tool is installed: in CI a missing one fails the test (`.ci/run` installs
 /// them), elsewhere the test is skipped with a message saying what to install.
 fn have_tools(test: &str, tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools.iter().copied().filter(|tool| find_tool(tool).is_none()).collect();
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|tool| find_tool(tool).is_none())
+        .collect();
     if missing.is_empty() {
         return true;
     }
@@ -701,7 +973,16 @@ fn have_tools(test: &str, tools: &[&str]) -> bool {
 fn find_tool(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/local/go/bin", "/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from))
+        .chain(
+            [
+                "/usr/local/go/bin",
+                "/usr/bin",
+                "/usr/sbin",
+                "/bin",
+                "/sbin",
+            ]
+            .map(PathBuf::from),
+        )
         .map(|dir| dir.join(tool))
         .find(|path| path.is_file())
 }
@@ -740,9 +1021,18 @@ fn debian_base() -> Base {
     );
     let layout = building.join("layout");
     let image = format!("{}:bookworm", layout.display());
-    run_ok(Command::new("umoci").arg("init").arg("--layout").arg(&layout));
+    run_ok(
+        Command::new("umoci")
+            .arg("init")
+            .arg("--layout")
+            .arg(&layout),
+    );
     run_ok(Command::new("umoci").args(["new", "--image", &image]));
-    run_ok(Command::new("umoci").args(["raw", "add-layer", "--image", &image]).arg(&rootfs));
+    run_ok(
+        Command::new("umoci")
+            .args(["raw", "add-layer", "--image", &image])
+            .arg(&rootfs),
+    );
     run_ok(Command::new("umoci").args([
         "config",
         "--image",
@@ -758,13 +1048,19 @@ fn debian_base() -> Base {
         "copy",
         "--quiet",
         &format!("oci:{image}"),
-        &format!("oci-archive:{}:bookworm", building.join("bookworm.oci.tar").display()),
+        &format!(
+            "oci-archive:{}:bookworm",
+            building.join("bookworm.oci.tar").display()
+        ),
     ]));
     run_ok(Command::new("skopeo").args([
         "copy",
         "--quiet",
         &format!("oci:{image}"),
-        &format!("docker-archive:{}:debian:bookworm", building.join("bookworm.docker.tar").display()),
+        &format!(
+            "docker-archive:{}:debian:bookworm",
+            building.join("bookworm.docker.tar").display()
+        ),
     ]));
     std::fs::write(building.join("ready"), b"").unwrap();
     std::fs::rename(&building, &dir).unwrap();
@@ -789,7 +1085,10 @@ fn in_chroot(root: &Path, env: &[(String, String)], script: &str) -> Command {
 
 #[test]
 fn real_base_image_runs_python_c_and_go_in_a_chroot_and_in_podman() {
-    if !have_tools("oci end-to-end", &["mmdebstrap", "umoci", "skopeo", "chroot", "unshare"]) {
+    if !have_tools(
+        "oci end-to-end",
+        &["mmdebstrap", "umoci", "skopeo", "chroot", "unshare"],
+    ) {
         return;
     }
     // chroot, and umoci's unpack without --rootless, need root.
@@ -817,7 +1116,10 @@ fn real_base_image_runs_python_c_and_go_in_a_chroot_and_in_podman() {
         "--cmd",
         r#"["python3", "-c", "import numpy; print('numpy', numpy.__version__)"]"#,
     ]));
-    eprintln!("packed the image in {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "packed the image in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     let ours = run_ok(gopack().arg("inspect").arg("--json").arg(&output));
     let ours: Value = serde_json::from_str(&ours).unwrap();
     let digest = ours["image"]["digest"].as_str().unwrap().to_string();
@@ -845,36 +1147,74 @@ fn real_base_image_runs_python_c_and_go_in_a_chroot_and_in_podman() {
     ]));
 
     // The other two kinds of base give the same layers of ours.
-    for other in [format!("oci:{}:bookworm", base.layout.display()), format!("docker-archive:{}", base.docker.display())] {
+    for other in [
+        format!("oci:{}:bookworm", base.layout.display()),
+        format!("docker-archive:{}", base.docker.display()),
+    ] {
         let out = scratch.path("other.tar");
-        run_ok(create_command(&env, &out).args(["-q", "-f", "--format", "oci", "--layer-compression", "zstd", "--base", &other]));
-        let other_json: Value = serde_json::from_str(&run_ok(gopack().arg("inspect").arg("--json").arg(&out))).unwrap();
-        assert_eq!(other_json["image"]["layers"].as_array().unwrap().len(), 3, "{other}");
+        run_ok(create_command(&env, &out).args([
+            "-q",
+            "-f",
+            "--format",
+            "oci",
+            "--layer-compression",
+            "zstd",
+            "--base",
+            &other,
+        ]));
+        let other_json: Value =
+            serde_json::from_str(&run_ok(gopack().arg("inspect").arg("--json").arg(&out))).unwrap();
+        assert_eq!(
+            other_json["image"]["layers"].as_array().unwrap().len(),
+            3,
+            "{other}"
+        );
         run_ok(Command::new("skopeo").args(["inspect", &format!("oci-archive:{}", out.display())]));
     }
 
     // umoci unpacks it; inside, the environment runs from /opt/app.
     let bundle = scratch.path("bundle");
-    run_ok(Command::new("umoci").args(["unpack", "--image", &format!("{}:t", copy.display())]).arg(&bundle));
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:t", copy.display())])
+            .arg(&bundle),
+    );
     let root = bundle.join("rootfs");
-    let config: Value = serde_json::from_str(&run_ok(
-        Command::new("skopeo").args(["inspect", "--config", &format!("oci-archive:{}", output.display())]),
-    ))
+    let config: Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--config",
+        &format!("oci-archive:{}", output.display()),
+    ])))
     .unwrap();
     let image_env: Vec<(String, String)> = config["config"]["Env"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|v| v.as_str()?.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|v| {
+            v.as_str()?
+                .split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect();
-    let out = run_ok(&mut in_chroot(&root, &image_env, "python3 -c 'import numpy, sys; print(numpy.__version__, sys.prefix)'"));
+    let out = run_ok(&mut in_chroot(
+        &root,
+        &image_env,
+        "python3 -c 'import numpy, sys; print(numpy.__version__, sys.prefix)'",
+    ));
     assert!(out.trim().ends_with(" /opt/app"), "{out}");
     let out = run_ok(&mut in_chroot(&root, &image_env, "hello"));
-    assert!(out.contains("Greetings from the gopack fixture environment"), "{out}");
+    assert!(
+        out.contains("Greetings from the gopack fixture environment"),
+        "{out}"
+    );
     run_ok(&mut in_chroot(&root, &image_env, "demo-tool"));
     let out = run_ok(&mut in_chroot(&root, &image_env, "go env GOROOT"));
     assert_eq!(out.trim(), "/opt/app/go");
-    let out = run_ok(&mut in_chroot(&root, &image_env, ". /opt/app/bin/activate && echo \"$CONDA_PREFIX\" && gopack-unpack"));
+    let out = run_ok(&mut in_chroot(
+        &root,
+        &image_env,
+        ". /opt/app/bin/activate && echo \"$CONDA_PREFIX\" && gopack-unpack",
+    ));
     assert!(out.starts_with("/opt/app\n"), "{out}");
 
     // The Go health check, started in the chroot, answers on loopback (a chroot shares the
@@ -892,7 +1232,11 @@ fn real_base_image_runs_python_c_and_go_in_a_chroot_and_in_podman() {
     // Kept open: the service prints when it shuts down.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     stdout.read_line(&mut line).unwrap();
-    let address = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_string();
+    let address = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
     let mut stream = std::net::TcpStream::connect(&address).unwrap();
     write!(stream, "GET /healthz HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
     let mut response = String::new();
@@ -900,8 +1244,14 @@ fn real_base_image_runs_python_c_and_go_in_a_chroot_and_in_podman() {
     run_ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
     let mut rest = String::new();
     let _ = stdout.read_to_string(&mut rest);
-    assert!(child.wait().unwrap().success(), "graceful shutdown on SIGTERM");
-    assert!(response.starts_with("HTTP/1.0 200") && response.ends_with("ok"), "{response}");
+    assert!(
+        child.wait().unwrap().success(),
+        "graceful shutdown on SIGTERM"
+    );
+    assert!(
+        response.starts_with("HTTP/1.0 200") && response.ends_with("ok"),
+        "{response}"
+    );
 
     podman_loads_and_runs(&scratch, &output);
 }
@@ -921,7 +1271,14 @@ fn podman_loads_and_runs(scratch: &Scratch, image: &Path) {
             .arg(scratch.path("podman/root"))
             .arg("--runroot")
             .arg(scratch.path("podman/run"))
-            .args(["--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]);
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--runtime",
+                "runc",
+                "--cgroup-manager",
+                "cgroupfs",
+            ]);
         command
     };
     let loaded = run_ok(podman().arg("load").arg("--input").arg(image));

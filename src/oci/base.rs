@@ -68,11 +68,11 @@ impl BaseRef {
                 "--base `{text}`: {reason}; expected oci-archive:PATH[:TAG], oci:DIR[:TAG] or docker-archive:PATH[:NAME:TAG]"
             ))
         };
-        let (transport, rest) = text
-            .split_once(':')
-            .ok_or_else(|| usage("no transport"))?;
+        let (transport, rest) = text.split_once(':').ok_or_else(|| usage("no transport"))?;
         let (path, reference) = match rest.split_once(':') {
-            Some((path, reference)) => (path, Some(reference.to_string()).filter(|r| !r.is_empty())),
+            Some((path, reference)) => {
+                (path, Some(reference.to_string()).filter(|r| !r.is_empty()))
+            }
             None => (rest, None),
         };
         if path.is_empty() {
@@ -80,8 +80,14 @@ impl BaseRef {
         }
         let path = PathBuf::from(path);
         Ok(match transport {
-            "oci-archive" => BaseRef::OciArchive { path, tag: reference },
-            "oci" => BaseRef::OciDir { path, tag: reference },
+            "oci-archive" => BaseRef::OciArchive {
+                path,
+                tag: reference,
+            },
+            "oci" => BaseRef::OciDir {
+                path,
+                tag: reference,
+            },
             "docker-archive" => BaseRef::DockerArchive { path, reference },
             "docker" | "docker-daemon" | "containers-storage" => {
                 return Err(usage(
@@ -119,13 +125,20 @@ impl Source {
     pub(crate) fn open_tar(path: &Path) -> std::result::Result<Source, String> {
         let mut file = File::open(path).map_err(|err| format!("cannot open it: {err}"))?;
         let mut head = [0u8; 4];
-        let read = file.read(&mut head).map_err(|err| format!("cannot read it: {err}"))?;
+        let read = file
+            .read(&mut head)
+            .map_err(|err| format!("cannot read it: {err}"))?;
         match &head[..read] {
-            [0x1f, 0x8b, ..] => return Err("it is gzip-compressed; decompress it first (`gunzip`)".into()),
-            [0x28, 0xb5, 0x2f, 0xfd] => return Err("it is zstd-compressed; decompress it first (`zstd -d`)".into()),
+            [0x1f, 0x8b, ..] => {
+                return Err("it is gzip-compressed; decompress it first (`gunzip`)".into());
+            }
+            [0x28, 0xb5, 0x2f, 0xfd] => {
+                return Err("it is zstd-compressed; decompress it first (`zstd -d`)".into());
+            }
             _ => {}
         }
-        file.seek(SeekFrom::Start(0)).map_err(|err| err.to_string())?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|err| err.to_string())?;
         let mut archive = tar::Archive::new(file);
         let mut members = HashMap::new();
         let entries = archive
@@ -173,7 +186,8 @@ impl Source {
             Source::Tar { path, members } => {
                 let &(offset, size) = members.get(name).ok_or_else(missing)?;
                 let mut file = File::open(path).map_err(|err| err.to_string())?;
-                file.seek(SeekFrom::Start(offset)).map_err(|err| err.to_string())?;
+                file.seek(SeekFrom::Start(offset))
+                    .map_err(|err| err.to_string())?;
                 Ok((Box::new(file.take(size)), size))
             }
         }
@@ -202,7 +216,10 @@ impl Source {
         if let Some(digest) = digest
             && super::digest_of(&bytes) != digest
         {
-            return Err(format!("`{}` does not match its digest {digest}", crate::error::escape_str(name)));
+            return Err(format!(
+                "`{}` does not match its digest {digest}",
+                crate::error::escape_str(name)
+            ));
         }
         Ok(bytes)
     }
@@ -230,7 +247,11 @@ fn safe_name(name: &str) -> bool {
 /// Checks `sha256:<64 lowercase hex>`.
 pub(crate) fn check_digest(digest: &str) -> std::result::Result<(), String> {
     match digest.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) => Ok(()),
+        Some(hex)
+            if hex.len() == 64 && hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            Ok(())
+        }
         _ => Err(format!(
             "digest `{}` is not sha256:<64 hex digits> (other algorithms are not supported)",
             crate::error::escape_str(digest)
@@ -263,7 +284,12 @@ impl Descriptor {
             .and_then(Value::as_u64)
             .ok_or_else(|| format!("{what}: no size"))?;
         let platform = value.get("platform").map(|p| {
-            let field = |key: &str| p.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+            let field = |key: &str| {
+                p.get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
             (
                 field("os"),
                 field("architecture"),
@@ -331,7 +357,11 @@ impl BaseImage {
     ///
     /// # Errors
     /// [`Error::BadBase`] naming the file and what is wrong, [`Error::PlatformMismatch`].
-    pub fn open(reference: &BaseRef, platform: &Platform, conda_platform: &str) -> crate::Result<BaseImage> {
+    pub fn open(
+        reference: &BaseRef,
+        platform: &Platform,
+        conda_platform: &str,
+    ) -> crate::Result<BaseImage> {
         let path = reference.path().to_path_buf();
         let bad = |message: String| Error::BadBase {
             path: path.clone(),
@@ -340,7 +370,9 @@ impl BaseImage {
         let source = match reference {
             BaseRef::OciDir { path, .. } => {
                 if !path.join("oci-layout").is_file() {
-                    return Err(bad("not an OCI image layout (it has no `oci-layout` file)".into()).into());
+                    return Err(
+                        bad("not an OCI image layout (it has no `oci-layout` file)".into()).into(),
+                    );
                 }
                 Source::Dir(path.clone())
             }
@@ -363,7 +395,11 @@ impl BaseImage {
             layers,
         } = image;
         let field = |key: &str| config.get(key).and_then(Value::as_str).unwrap_or_default();
-        if !platform.matches(field("os"), field("architecture"), config.get("variant").and_then(Value::as_str)) {
+        if !platform.matches(
+            field("os"),
+            field("architecture"),
+            config.get("variant").and_then(Value::as_str),
+        ) {
             let mut base = format!("{}/{}", field("os"), field("architecture"));
             if let Some(variant) = config.get("variant").and_then(Value::as_str) {
                 base.push('/');
@@ -380,7 +416,12 @@ impl BaseImage {
         let diff_ids: Vec<String> = config
             .pointer("/rootfs/diff_ids")
             .and_then(Value::as_array)
-            .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         if diff_ids.len() != layers.len() {
             return Err(bad(format!(
@@ -409,7 +450,12 @@ impl BaseImage {
     /// # Errors
     /// [`Error::BadBase`] for a missing, short or altered blob; write errors;
     /// [`crate::Error::Interrupted`].
-    pub fn copy_layer(&self, layer: &BaseLayer, sink: &mut dyn Write, cancel: &AtomicBool) -> crate::Result<Blob> {
+    pub fn copy_layer(
+        &self,
+        layer: &BaseLayer,
+        sink: &mut dyn Write,
+        cancel: &AtomicBool,
+    ) -> crate::Result<Blob> {
         let bad = |message: String| Error::BadBase {
             path: self.path.clone(),
             message,
@@ -435,12 +481,20 @@ impl BaseImage {
         }
         let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
         if copied != size || copied != layer.size {
-            return Err(bad(format!("layer `{}` is {copied} bytes, not {}", layer.name, layer.size)).into());
+            return Err(bad(format!(
+                "layer `{}` is {copied} bytes, not {}",
+                layer.name, layer.size
+            ))
+            .into());
         }
         if let Some(expected) = &layer.expected
             && *expected != digest
         {
-            return Err(bad(format!("layer `{}` does not match its digest {expected}", layer.name)).into());
+            return Err(bad(format!(
+                "layer `{}` does not match its digest {expected}",
+                layer.name
+            ))
+            .into());
         }
         Ok(Blob {
             digest,
@@ -484,7 +538,10 @@ fn read_oci(
     if !source.has("index.json") {
         return Err("not an OCI image layout (it has no `index.json`)".into());
     }
-    let index = parse_json(&source.read_small("index.json", MANIFEST_LIMIT, None)?, "index.json")?;
+    let index = parse_json(
+        &source.read_small("index.json", MANIFEST_LIMIT, None)?,
+        "index.json",
+    )?;
     let descriptors = manifests_of(&index, "index.json")?;
     let mut chosen = match tag {
         Some(tag) => descriptors
@@ -513,42 +570,70 @@ fn read_oci(
     };
     let name = chosen.name();
     for _ in 0..INDEX_DEPTH {
-        if !matches!(chosen.media_type.as_str(), media::OCI_INDEX | media::DOCKER_LIST) {
+        if !matches!(
+            chosen.media_type.as_str(),
+            media::OCI_INDEX | media::DOCKER_LIST
+        ) {
             break;
         }
-        let bytes = source.read_small(&blob_name(&chosen.digest), MANIFEST_LIMIT, Some(&chosen.digest))?;
+        let bytes = source.read_small(
+            &blob_name(&chosen.digest),
+            MANIFEST_LIMIT,
+            Some(&chosen.digest),
+        )?;
         let nested = manifests_of(&parse_json(&bytes, "an image index")?, "an image index")?;
         chosen = nested
             .iter()
             .find(|d| {
-                d.platform
-                    .as_ref()
-                    .is_some_and(|(os, arch, variant)| platform.matches(os, arch, variant.as_deref()))
+                d.platform.as_ref().is_some_and(|(os, arch, variant)| {
+                    platform.matches(os, arch, variant.as_deref())
+                })
             })
             .cloned()
             .ok_or_else(|| {
                 let offered: Vec<String> = nested
                     .iter()
-                    .filter_map(|d| d.platform.as_ref().map(|(os, arch, _)| format!("{os}/{arch}")))
+                    .filter_map(|d| {
+                        d.platform
+                            .as_ref()
+                            .map(|(os, arch, _)| format!("{os}/{arch}"))
+                    })
                     .collect();
-                format!("it has no image for {platform} (it has: {})", offered.join(", "))
+                format!(
+                    "it has no image for {platform} (it has: {})",
+                    offered.join(", ")
+                )
             })?;
     }
-    let bytes = source.read_small(&blob_name(&chosen.digest), MANIFEST_LIMIT, Some(&chosen.digest))?;
+    let bytes = source.read_small(
+        &blob_name(&chosen.digest),
+        MANIFEST_LIMIT,
+        Some(&chosen.digest),
+    )?;
     let manifest = parse_json(&bytes, "the image manifest")?;
     let media_type = manifest
         .get("mediaType")
         .and_then(Value::as_str)
         .unwrap_or(chosen.media_type.as_str());
-    if !matches!(media_type, media::OCI_MANIFEST | media::DOCKER_MANIFEST | "") {
-        return Err(format!("its manifest has media type `{}`, not an image manifest", crate::error::escape_str(media_type)));
+    if !matches!(
+        media_type,
+        media::OCI_MANIFEST | media::DOCKER_MANIFEST | ""
+    ) {
+        return Err(format!(
+            "its manifest has media type `{}`, not an image manifest",
+            crate::error::escape_str(media_type)
+        ));
     }
     let config_descriptor = Descriptor::parse(
         manifest.get("config").unwrap_or(&Value::Null),
         "manifest config",
     )?;
     let config = parse_json(
-        &source.read_small(&blob_name(&config_descriptor.digest), CONFIG_LIMIT, Some(&config_descriptor.digest))?,
+        &source.read_small(
+            &blob_name(&config_descriptor.digest),
+            CONFIG_LIMIT,
+            Some(&config_descriptor.digest),
+        )?,
         "the image config",
     )?;
     let mut layers = Vec::new();
@@ -610,18 +695,34 @@ fn read_docker(
     if !source.has("manifest.json") {
         return Err("not a docker archive (it has no `manifest.json`)".into());
     }
-    let manifest = parse_json(&source.read_small("manifest.json", MANIFEST_LIMIT, None)?, "manifest.json")?;
+    let manifest = parse_json(
+        &source.read_small("manifest.json", MANIFEST_LIMIT, None)?,
+        "manifest.json",
+    )?;
     let images = manifest.as_array().ok_or("manifest.json is not a list")?;
     let repo_tags = |image: &Value| -> Vec<String> {
         image
             .get("RepoTags")
             .and_then(Value::as_array)
-            .map(|tags| tags.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|tags| {
+                tags.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let all_tags = || {
-        let tags: Vec<String> = images.iter().flat_map(repo_tags).map(|t| crate::error::escape_str(&t)).collect();
-        if tags.is_empty() { "none".to_string() } else { tags.join(", ") }
+        let tags: Vec<String> = images
+            .iter()
+            .flat_map(repo_tags)
+            .map(|t| crate::error::escape_str(&t))
+            .collect();
+        if tags.is_empty() {
+            "none".to_string()
+        } else {
+            tags.join(", ")
+        }
     };
     let image = match reference {
         Some(reference) if reference.starts_with('@') => reference[1..]
@@ -636,7 +737,13 @@ fn read_docker(
                     .iter()
                     .any(|tag| tag == reference || *tag == format!("{reference}:latest"))
             })
-            .ok_or_else(|| format!("no image named `{}` (tags: {})", crate::error::escape_str(reference), all_tags()))?,
+            .ok_or_else(|| {
+                format!(
+                    "no image named `{}` (tags: {})",
+                    crate::error::escape_str(reference),
+                    all_tags()
+                )
+            })?,
         None if images.len() == 1 => &images[0],
         None => {
             return Err(format!(
@@ -665,8 +772,14 @@ fn read_docker(
         .and_then(Value::as_array)
         .ok_or("manifest.json lists no Layers")?
     {
-        let name = normalize(value.as_str().ok_or("manifest.json: a layer is not a path")?);
-        let expected = name.strip_prefix("blobs/sha256/").map(|hex| format!("sha256:{hex}"));
+        let name = normalize(
+            value
+                .as_str()
+                .ok_or("manifest.json: a layer is not a path")?,
+        );
+        let expected = name
+            .strip_prefix("blobs/sha256/")
+            .map(|hex| format!("sha256:{hex}"));
         if let Some(digest) = &expected {
             check_digest(digest)?;
         }

@@ -45,8 +45,11 @@ fn set(env: &mut Vec<String>, name: &str, value: &str) {
 }
 
 fn get<'e>(env: &'e [String], name: &str) -> Option<&'e str> {
-    env.iter()
-        .find_map(|e| e.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+    env.iter().find_map(|e| {
+        e.split_once('=')
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    })
 }
 
 /// The config.
@@ -67,7 +70,13 @@ pub fn build(inputs: Inputs<'_>) -> Value {
     }
     let object = config.as_object_mut().expect("an object");
     // What described the base's build container does not describe this image.
-    for stale in ["container", "container_config", "docker_version", "id", "parent"] {
+    for stale in [
+        "container",
+        "container_config",
+        "docker_version",
+        "id",
+        "parent",
+    ] {
         object.remove(stale);
     }
     object.insert("created".into(), rfc3339(image.created).into());
@@ -87,7 +96,12 @@ pub fn build(inputs: Inputs<'_>) -> Value {
     let mut env: Vec<String> = run
         .get("Env")
         .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let bin = format!("{dest}/bin");
     let path = get(&env, "PATH").unwrap_or(DEFAULT_PATH).to_string();
@@ -104,7 +118,8 @@ pub fn build(inputs: Inputs<'_>) -> Value {
         set(&mut env, &name, &String::from_utf8_lossy(&value));
     }
     let has_go = plan.entries.iter().any(|p| {
-        p.entry.path == b"bin/go" && matches!(p.entry.kind, EntryKind::File | EntryKind::Symlink { .. })
+        p.entry.path == b"bin/go"
+            && matches!(p.entry.kind, EntryKind::File | EntryKind::Symlink { .. })
     });
     if has_go {
         for (name, value) in [
@@ -133,7 +148,11 @@ pub fn build(inputs: Inputs<'_>) -> Value {
         run.insert("Cmd".into(), cmd.clone().into());
     }
     for key in ["Entrypoint", "Cmd"] {
-        if run.get(key).and_then(Value::as_array).is_some_and(|list| list.is_empty()) {
+        if run
+            .get(key)
+            .and_then(Value::as_array)
+            .is_some_and(|list| list.is_empty())
+        {
             run.remove(key);
         }
     }

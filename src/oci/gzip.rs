@@ -57,7 +57,10 @@ impl<W: Write> ParallelGzip<W> {
         while self.submitted - self.written >= self.in_flight_limit as u64 {
             self.wait_one()?;
         }
-        let input = std::mem::replace(&mut self.piece, Vec::with_capacity(if last { 0 } else { PIECE }));
+        let input = std::mem::replace(
+            &mut self.piece,
+            Vec::with_capacity(if last { 0 } else { PIECE }),
+        );
         let sender = self.sender.clone();
         let sequence = self.submitted;
         let level = self.level;

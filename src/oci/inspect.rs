@@ -111,7 +111,8 @@ fn is_plain_tar_without_manifest_first(path: &Path) -> bool {
         bytes[..bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len())].to_vec()
     };
     let name = field(0..100);
-    !(head[156] == b'0' || head[156] == 0) || !name.ends_with(crate::manifest::MANIFEST_PATH.as_bytes())
+    !(head[156] == b'0' || head[156] == 0)
+        || !name.ends_with(crate::manifest::MANIFEST_PATH.as_bytes())
 }
 
 fn json(source: &Source, name: &str, digest: Option<&str>) -> Result<Value, String> {
@@ -122,7 +123,12 @@ fn json(source: &Source, name: &str, digest: Option<&str>) -> Result<Value, Stri
 fn strings(value: Option<&Value>) -> Vec<String> {
     value
         .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -137,7 +143,10 @@ fn summarize(source: &Source) -> Result<ImageSummary, String> {
         let mut chosen = Descriptor::parse(first, "index.json entry 0")?;
         let tag = chosen.name();
         for _ in 0..4 {
-            if !matches!(chosen.media_type.as_str(), media::OCI_INDEX | media::DOCKER_LIST) {
+            if !matches!(
+                chosen.media_type.as_str(),
+                media::OCI_INDEX | media::DOCKER_LIST
+            ) {
                 break;
             }
             let nested = json(source, &blob_name(&chosen.digest), Some(&chosen.digest))?;
@@ -149,7 +158,10 @@ fn summarize(source: &Source) -> Result<ImageSummary, String> {
             chosen = Descriptor::parse(first, "an image index entry")?;
         }
         let manifest = json(source, &blob_name(&chosen.digest), Some(&chosen.digest))?;
-        let config = Descriptor::parse(manifest.get("config").unwrap_or(&Value::Null), "manifest config")?;
+        let config = Descriptor::parse(
+            manifest.get("config").unwrap_or(&Value::Null),
+            "manifest config",
+        )?;
         let mut layers = Vec::new();
         for (i, value) in manifest
             .get("layers")
@@ -212,7 +224,10 @@ fn summarize(source: &Source) -> Result<ImageSummary, String> {
         tag,
         digest,
         platform: format!("{}/{}", text("os"), text("architecture")),
-        created: config.get("created").and_then(Value::as_str).map(str::to_string),
+        created: config
+            .get("created")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         prefix: labels
             .and_then(|labels| labels.get(PREFIX))
             .and_then(Value::as_str)
@@ -246,13 +261,15 @@ fn read_gopack_manifest(source: &Source, summary: &ImageSummary) -> Result<Manif
     let reader = std::io::Cursor::new(head[..read].to_vec()).chain(reader);
     let reader: Box<dyn Read> = match &head[..read] {
         [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(
-            zstd::stream::read::Decoder::new(reader).map_err(|err| err.to_string())?,
-        ),
+        [0x28, 0xb5, 0x2f, 0xfd] => {
+            Box::new(zstd::stream::read::Decoder::new(reader).map_err(|err| err.to_string())?)
+        }
         _ => Box::new(reader),
     };
     let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(|err| format!("its last layer is not a tar: {err}"))?;
+    let entries = archive
+        .entries()
+        .map_err(|err| format!("its last layer is not a tar: {err}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|err| format!("its last layer cannot be read: {err}"))?;
         let path = entry.path_bytes().into_owned();
@@ -286,7 +303,10 @@ impl ImageSummary {
             serde_json::to_string(items).map_or_else(|_| String::new(), |text| e(&text))
         };
         let mut out = String::new();
-        out.push_str(&format!("image:          {}\n", crate::error::escape_bytes(path.as_os_str().as_encoded_bytes())));
+        out.push_str(&format!(
+            "image:          {}\n",
+            crate::error::escape_bytes(path.as_os_str().as_encoded_bytes())
+        ));
         if let Some(tag) = &self.tag {
             out.push_str(&format!("tag:            {}\n", e(tag)));
         }

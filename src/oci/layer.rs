@@ -94,7 +94,7 @@ pub enum LayerEntry<'p> {
     /// An entry of the plan.
     Planned(&'p PlannedEntry),
     /// A directory made for this layer.
-    Made(PlannedEntry),
+    Made(Box<PlannedEntry>),
 }
 
 impl LayerEntry<'_> {
@@ -145,7 +145,12 @@ pub struct Context<'a> {
 /// [`Error::BadEntry`] for names a runtime reads as whiteouts (`.wh.*`, OCI `layer.md`).
 pub fn split(plan: &Plan) -> crate::Result<Vec<Layer<'_>>> {
     for planned in &plan.entries {
-        let name = planned.entry.path.rsplit(|&c| c == b'/').next().unwrap_or_default();
+        let name = planned
+            .entry
+            .path
+            .rsplit(|&c| c == b'/')
+            .next()
+            .unwrap_or_default();
         if name.starts_with(b".wh.") {
             return Err(Error::BadEntry {
                 path: escape_bytes(&planned.entry.path),
@@ -154,7 +159,11 @@ pub fn split(plan: &Plan) -> crate::Result<Vec<Layer<'_>>> {
             .into());
         }
     }
-    let managed = if plan.go_binaries.iter().any(|b| b.origin == Origin::Collected) {
+    let managed = if plan
+        .go_binaries
+        .iter()
+        .any(|b| b.origin == Origin::Collected)
+    {
         CondaEnv::open(&plan.prefix)?.managed
     } else {
         Default::default()
@@ -232,7 +241,7 @@ fn with_parents<'p>(
             .find(|p| p.entry.path == path && p.entry.kind == EntryKind::Dir)
         {
             Some(planned) => out.push(LayerEntry::Planned(planned)),
-            None => out.push(LayerEntry::Made(directory(path, dir_mtime))),
+            None => out.push(LayerEntry::Made(Box::new(directory(path, dir_mtime)))),
         }
     }
     out.sort_by(|a, b| archive_order(&a.get().entry.path, &b.get().entry.path));
@@ -268,7 +277,10 @@ impl Layer<'_> {
     /// Write errors naming the image, and what reading the environment's files reports.
     pub fn write(&self, context: &Context<'_>, sink: &mut dyn Write) -> crate::Result<Blob> {
         let write_error = |source| {
-            crate::Error::io(format!("cannot write `{}`", context.output.display()), source)
+            crate::Error::io(
+                format!("cannot write `{}`", context.output.display()),
+                source,
+            )
         };
         let mut encoder = LayerEncoder::new(
             sink,
@@ -280,7 +292,11 @@ impl Layer<'_> {
         let dir_mtime = gopack_dir_mtime(context.plan);
         let mut roots = Vec::new();
         let mut path = Vec::new();
-        for part in context.arcroot.split(|&c| c == b'/').filter(|p| !p.is_empty()) {
+        for part in context
+            .arcroot
+            .split(|&c| c == b'/')
+            .filter(|p| !p.is_empty())
+        {
             if !path.is_empty() {
                 path.push(b'/');
             }
@@ -350,7 +366,12 @@ pub struct LayerEncoder<W: Write> {
 
 impl<W: Write> LayerEncoder<W> {
     /// A compressor writing into `sink`.
-    pub fn new(sink: W, compression: LayerCompression, level: i32, threads: usize) -> io::Result<Self> {
+    pub fn new(
+        sink: W,
+        compression: LayerCompression,
+        level: i32,
+        threads: usize,
+    ) -> io::Result<Self> {
         let hashed = Hashed {
             inner: sink,
             hasher: Sha256::new(),
@@ -358,9 +379,11 @@ impl<W: Write> LayerEncoder<W> {
         };
         let compressor = match compression {
             LayerCompression::None => Compressor::Plain(hashed),
-            LayerCompression::Gzip => {
-                Compressor::Gzip(ParallelGzip::new(hashed, level.clamp(1, 9) as u32, threads)?)
-            }
+            LayerCompression::Gzip => Compressor::Gzip(ParallelGzip::new(
+                hashed,
+                level.clamp(1, 9) as u32,
+                threads,
+            )?),
             LayerCompression::Zstd => {
                 let mut encoder = zstd::Encoder::new(hashed, level)?;
                 encoder.include_checksum(true)?;
@@ -427,7 +450,11 @@ mod tests {
     fn digests_are_of_the_blob_and_of_the_tar() {
         let input = b"some tar bytes ".repeat(10_000);
         let tar_digest = super::super::digest_of(&input);
-        for compression in [LayerCompression::None, LayerCompression::Gzip, LayerCompression::Zstd] {
+        for compression in [
+            LayerCompression::None,
+            LayerCompression::Gzip,
+            LayerCompression::Zstd,
+        ] {
             let (blob, digest, diff_id, size) = encode(compression, &input);
             assert_eq!(diff_id, tar_digest, "{compression:?}");
             assert_eq!(digest, super::super::digest_of(&blob), "{compression:?}");
@@ -436,7 +463,9 @@ mod tests {
             match compression {
                 LayerCompression::None => decoded = blob.clone(),
                 LayerCompression::Gzip => {
-                    flate2::read::GzDecoder::new(&blob[..]).read_to_end(&mut decoded).unwrap();
+                    flate2::read::GzDecoder::new(&blob[..])
+                        .read_to_end(&mut decoded)
+                        .unwrap();
                 }
                 LayerCompression::Zstd => {
                     zstd::stream::read::Decoder::new(&blob[..])
@@ -447,6 +476,9 @@ mod tests {
             }
             assert_eq!(decoded, input);
         }
-        assert_eq!(encode(LayerCompression::None, &input).2, encode(LayerCompression::None, &input).1);
+        assert_eq!(
+            encode(LayerCompression::None, &input).2,
+            encode(LayerCompression::None, &input).1
+        );
     }
 }

@@ -203,12 +203,16 @@ impl ImageArgs {
         let usage = crate::Error::Usage;
         let base = self.base.as_deref().map(BaseRef::parse).transpose()?;
         let tag = match &self.tag {
-            Some(tag) => normalize_tag(tag).map_err(|reason| usage(format!("--tag `{tag}`: {reason}")))?,
+            Some(tag) => {
+                normalize_tag(tag).map_err(|reason| usage(format!("--tag `{tag}`: {reason}")))?
+            }
             None => format!("{}:latest", reference::repository_name(&env_name(prefix))),
         };
         let command = |flag: &str, text: &Option<String>| -> crate::Result<Option<Vec<String>>> {
             text.as_deref()
-                .map(|text| parse_command(text).map_err(|reason| usage(format!("{flag}: {reason}"))))
+                .map(|text| {
+                    parse_command(text).map_err(|reason| usage(format!("{flag}: {reason}")))
+                })
                 .transpose()
         };
         let pairs = |flag: &str, values: &[String]| -> crate::Result<Vec<(String, String)>> {
@@ -234,10 +238,14 @@ impl ImageArgs {
         };
         let level = match (compression, self.level) {
             (LayerCompression::Gzip, Some(level)) if !(1..=9).contains(&level) => {
-                return Err(usage(format!("--compress-level {level}: gzip levels are 1 to 9")));
+                return Err(usage(format!(
+                    "--compress-level {level}: gzip levels are 1 to 9"
+                )));
             }
             (LayerCompression::Zstd, Some(level)) if !(1..=22).contains(&level) => {
-                return Err(usage(format!("--compress-level {level}: zstd levels are 1 to 22")));
+                return Err(usage(format!(
+                    "--compress-level {level}: zstd levels are 1 to 22"
+                )));
             }
             (_, Some(level)) => level,
             (LayerCompression::Zstd, None) => 3,
@@ -291,7 +299,10 @@ fn parse_command(text: &str) -> std::result::Result<Vec<String>, String> {
 pub fn env_name(prefix: &Path) -> String {
     std::path::absolute(prefix)
         .ok()
-        .and_then(|path| path.file_name().map(|name| name.to_string_lossy().into_owned()))
+        .and_then(|path| {
+            path.file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| "env".into())
 }
 
@@ -395,9 +406,10 @@ pub fn write_image(
     cancel: &AtomicBool,
     reporter: &dyn Reporter,
 ) -> crate::Result<Written> {
-    let platform = Platform::of_conda(&plan.platform).ok_or_else(|| Error::UnsupportedPlatform {
-        platform: plan.platform.clone(),
-    })?;
+    let platform =
+        Platform::of_conda(&plan.platform).ok_or_else(|| Error::UnsupportedPlatform {
+            platform: plan.platform.clone(),
+        })?;
     let dest = dest_prefix(plan)?;
     archive::check_output(output, write.force)?;
     let base = image
@@ -465,17 +477,29 @@ pub fn write_image(
         .unwrap_or_default();
     let dest_text = String::from_utf8_lossy(&dest).into_owned();
     let mut annotations = serde_json::Map::new();
-    annotations.insert("org.opencontainers.image.created".into(), rfc3339(image.created).into());
-    annotations.insert("org.opencontainers.image.title".into(), env_name(&plan.prefix).into());
+    annotations.insert(
+        "org.opencontainers.image.created".into(),
+        rfc3339(image.created).into(),
+    );
+    annotations.insert(
+        "org.opencontainers.image.title".into(),
+        env_name(&plan.prefix).into(),
+    );
     annotations.insert(MANIFEST_DIGEST.into(), manifest_digest.into());
     annotations.insert(PREFIX.into(), dest_text.clone().into());
     annotations.insert("io.gopack.platform".into(), plan.platform.clone().into());
     if let Some(base) = &base {
         if let Some(name) = &base.name {
-            annotations.insert("org.opencontainers.image.base.name".into(), name.clone().into());
+            annotations.insert(
+                "org.opencontainers.image.base.name".into(),
+                name.clone().into(),
+            );
         }
         if let Some(digest) = &base.manifest_digest {
-            annotations.insert("org.opencontainers.image.base.digest".into(), digest.clone().into());
+            annotations.insert(
+                "org.opencontainers.image.base.digest".into(),
+                digest.clone().into(),
+            );
         }
     }
 
@@ -520,9 +544,13 @@ pub fn write_image(
         "mediaType": media::OCI_INDEX,
         "manifests": [index_entry],
     });
-    out.put_file("index.json", &serde_json::to_vec(&index).expect("a JSON value serializes"))?;
+    out.put_file(
+        "index.json",
+        &serde_json::to_vec(&index).expect("a JSON value serializes"),
+    )?;
     if write.format == Format::Oci {
-        let blob_path = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+        let blob_path =
+            |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
         let layers: Vec<String> = manifest["layers"]
             .as_array()
             .map(|layers| {
@@ -537,7 +565,10 @@ pub fn write_image(
             "RepoTags": [image.tag],
             "Layers": layers,
         }]);
-        out.put_file("manifest.json", &serde_json::to_vec(&docker).expect("a JSON value serializes"))?;
+        out.put_file(
+            "manifest.json",
+            &serde_json::to_vec(&docker).expect("a JSON value serializes"),
+        )?;
     }
     let size = out.finish(output, write.force, cancel)?;
     Ok(Written {
@@ -584,8 +615,14 @@ mod tests {
 
     #[test]
     fn commands_are_json_arrays_or_words() {
-        assert_eq!(parse_command(r#"["python", "-c", "print(1)"]"#).unwrap(), ["python", "-c", "print(1)"]);
-        assert_eq!(parse_command("  /opt/app/bin/svc  -addr :80 ").unwrap(), ["/opt/app/bin/svc", "-addr", ":80"]);
+        assert_eq!(
+            parse_command(r#"["python", "-c", "print(1)"]"#).unwrap(),
+            ["python", "-c", "print(1)"]
+        );
+        assert_eq!(
+            parse_command("  /opt/app/bin/svc  -addr :80 ").unwrap(),
+            ["/opt/app/bin/svc", "-addr", ":80"]
+        );
         assert!(parse_command("").unwrap().is_empty());
         assert!(parse_command("[1, 2]").is_err());
     }
@@ -594,7 +631,10 @@ mod tests {
     fn conda_platforms_map_to_image_platforms() {
         let amd = Platform::of_conda("linux-64").unwrap();
         assert_eq!(amd.to_string(), "linux/amd64");
-        assert_eq!(Platform::of_conda("linux-aarch64").unwrap().to_string(), "linux/arm64");
+        assert_eq!(
+            Platform::of_conda("linux-aarch64").unwrap().to_string(),
+            "linux/arm64"
+        );
         assert!(Platform::of_conda("osx-arm64").is_none());
         assert!(amd.matches("linux", "amd64", None));
         assert!(!amd.matches("linux", "arm64", None));
@@ -614,12 +654,48 @@ mod tests {
             Err(crate::Error::Usage(message)) => message,
             other => panic!("expected a usage error, got {other:?}"),
         };
-        assert!(bad(ImageArgs { tag: Some("Upper:1".into()), ..Default::default() }).contains("--tag"));
-        assert!(bad(ImageArgs { env: vec!["novalue".into()], ..Default::default() }).contains("KEY=VALUE"));
-        assert!(bad(ImageArgs { compression: Some("xz".into()), ..Default::default() }).contains("xz"));
-        assert!(bad(ImageArgs { level: Some(12), ..Default::default() }).contains("gzip"));
-        assert!(bad(ImageArgs { source_date_epoch: Some("yesterday".into()), ..Default::default() }).contains("SOURCE_DATE_EPOCH"));
-        assert!(bad(ImageArgs { workdir: Some("rel".into()), ..Default::default() }).contains("absolute"));
+        assert!(
+            bad(ImageArgs {
+                tag: Some("Upper:1".into()),
+                ..Default::default()
+            })
+            .contains("--tag")
+        );
+        assert!(
+            bad(ImageArgs {
+                env: vec!["novalue".into()],
+                ..Default::default()
+            })
+            .contains("KEY=VALUE")
+        );
+        assert!(
+            bad(ImageArgs {
+                compression: Some("xz".into()),
+                ..Default::default()
+            })
+            .contains("xz")
+        );
+        assert!(
+            bad(ImageArgs {
+                level: Some(12),
+                ..Default::default()
+            })
+            .contains("gzip")
+        );
+        assert!(
+            bad(ImageArgs {
+                source_date_epoch: Some("yesterday".into()),
+                ..Default::default()
+            })
+            .contains("SOURCE_DATE_EPOCH")
+        );
+        assert!(
+            bad(ImageArgs {
+                workdir: Some("rel".into()),
+                ..Default::default()
+            })
+            .contains("absolute")
+        );
         let zstd = ImageArgs {
             compression: Some("zstd".into()),
             source_date_epoch: Some("1700000000".into()),

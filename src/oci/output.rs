@@ -196,7 +196,13 @@ impl Write for TarOutput {
 }
 
 impl TarOutput {
-    fn header(&mut self, name: &[u8], entry_type: EntryType, mode: u32, size: u64) -> io::Result<()> {
+    fn header(
+        &mut self,
+        name: &[u8],
+        entry_type: EntryType,
+        mode: u32,
+        size: u64,
+    ) -> io::Result<()> {
         let member = Member {
             path: name,
             entry_type,
@@ -211,8 +217,13 @@ impl TarOutput {
     fn file_member(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         let output = self.output.clone();
         let fail = write_error(&output);
-        self.header(name.as_bytes(), EntryType::Regular, 0o644, bytes.len() as u64)
-            .map_err(&fail)?;
+        self.header(
+            name.as_bytes(),
+            EntryType::Regular,
+            0o644,
+            bytes.len() as u64,
+        )
+        .map_err(&fail)?;
         self.write_all(bytes).map_err(&fail)?;
         write_padding(self, bytes.len() as u64).map_err(&fail)
     }
@@ -254,7 +265,10 @@ impl TarOutput {
         // Two zero blocks end a tar archive.
         self.write_all(&[0u8; 1024]).map_err(&fail)?;
         let size = self.position;
-        let file = self.file.into_inner().map_err(|err| fail(err.into_error()))?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|err| fail(err.into_error()))?;
         file.sync_all().map_err(&fail)?;
         self.temp
             .as_file()
@@ -266,7 +280,9 @@ impl TarOutput {
         let persisted = if force {
             self.temp.persist(&output).map_err(|err| err.error)
         } else {
-            self.temp.persist_noclobber(&output).map_err(|err| err.error)
+            self.temp
+                .persist_noclobber(&output)
+                .map_err(|err| err.error)
         };
         persisted.map_err(|source| {
             if source.kind() == io::ErrorKind::AlreadyExists {
@@ -305,7 +321,11 @@ impl DirOutput {
         let mut size = 0;
         for entry in walkdir::WalkDir::new(self.temp.path()) {
             let entry = entry.map_err(|err| fail(err.into()))?;
-            let mode = if entry.file_type().is_dir() { 0o755 } else { 0o644 };
+            let mode = if entry.file_type().is_dir() {
+                0o755
+            } else {
+                0o644
+            };
             let file = File::open(entry.path()).map_err(&fail)?;
             file.set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(&fail)?;

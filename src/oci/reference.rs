@@ -20,8 +20,13 @@ pub fn normalize_tag(text: &str) -> Result<String, String> {
     }
     let tag_ok = !tag.is_empty()
         && tag.len() <= 128
-        && tag.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        && tag
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if !tag_ok {
         return Err(format!(
             "tag `{tag}`: up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`"
@@ -33,13 +38,16 @@ pub fn normalize_tag(text: &str) -> Result<String, String> {
         if first.contains('.') || first.contains(':') || first == "localhost" {
             let (host, port) = first.split_once(':').unwrap_or((first, ""));
             let host_ok = !host.is_empty()
-                && host
-                    .split('.')
-                    .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+                && host.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
             let port_ok = first.split_once(':').is_none()
                 || (!port.is_empty() && port.chars().all(|c| c.is_ascii_digit()));
             if !host_ok || !port_ok {
-                return Err(format!("registry `{first}` is not a host name with an optional port"));
+                return Err(format!(
+                    "registry `{first}` is not a host name with an optional port"
+                ));
             }
             components.remove(0);
         }
@@ -105,7 +113,11 @@ pub fn repository_name(env_name: &str) -> String {
         }
     }
     let out = out.trim_end_matches('-').to_string();
-    if out.is_empty() { "gopack-env".into() } else { out }
+    if out.is_empty() {
+        "gopack-env".into()
+    } else {
+        out
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since 1970 (UTC, proleptic Gregorian calendar; the
@@ -118,11 +130,16 @@ pub fn rfc3339(seconds: u64) -> String {
     let shifted = days + 719_468; // days from 0000-03-01 to 1970-01-01
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
@@ -149,12 +166,31 @@ mod tests {
     fn tags_follow_the_reference_grammar() {
         assert_eq!(normalize_tag("app").unwrap(), "app:latest");
         assert_eq!(normalize_tag("team/app:v1.2").unwrap(), "team/app:v1.2");
-        assert_eq!(normalize_tag("localhost:5000/a/b").unwrap(), "localhost:5000/a/b:latest");
-        assert_eq!(normalize_tag("registry.example.com/my_app__x:1").unwrap(), "registry.example.com/my_app__x:1");
-        for bad in ["App", "app:", "app:-x", "a//b", "a/-b", "app@sha256:00", "a..b", "reg:x/a", ""] {
+        assert_eq!(
+            normalize_tag("localhost:5000/a/b").unwrap(),
+            "localhost:5000/a/b:latest"
+        );
+        assert_eq!(
+            normalize_tag("registry.example.com/my_app__x:1").unwrap(),
+            "registry.example.com/my_app__x:1"
+        );
+        for bad in [
+            "App",
+            "app:",
+            "app:-x",
+            "a//b",
+            "a/-b",
+            "app@sha256:00",
+            "a..b",
+            "reg:x/a",
+            "",
+        ] {
             assert!(normalize_tag(bad).is_err(), "{bad}");
         }
-        assert_eq!(split_tag("localhost:5000/app"), ("localhost:5000/app", "latest"));
+        assert_eq!(
+            split_tag("localhost:5000/app"),
+            ("localhost:5000/app", "latest")
+        );
         assert_eq!(split_tag("app:1"), ("app", "1"));
     }
 

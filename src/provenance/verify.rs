@@ -71,7 +71,7 @@ use sha2::{Digest, Sha256};
 use super::Error as ProvenanceError;
 use crate::archive::read::{open_bundle, read_leading};
 use crate::error::{Error, Result, escape_bytes};
-use crate::manifest::{FileRecord, MANIFEST_PATH, Manifest};
+use crate::manifest::{FileRecord, MANIFEST_PATH, Manifest, PathKind};
 use crate::relocate::apply::{PatchedReader, digest};
 use crate::relocate::text::TextRewriter;
 use crate::relocate::{BinaryRecord, ByteString, ShebangLine, TextRecord};
@@ -430,14 +430,14 @@ fn check_entry(context: &Context<'_>, record: &FileRecord) -> Outcome {
             "it is {kind_now} now, not {wanted}"
         )))
     };
-    match record.kind.as_str() {
-        "dir" if !meta.is_dir() => wrong_type("a directory"),
-        "dir" => Outcome {
+    match record.kind {
+        PathKind::Dir if !meta.is_dir() => wrong_type("a directory"),
+        PathKind::Dir => Outcome {
             problems: mode_problem(context, record, &meta).into_iter().collect(),
             ..Outcome::default()
         },
-        "symlink" if !meta.file_type().is_symlink() => wrong_type("a symlink"),
-        "symlink" => {
+        PathKind::Symlink if !meta.file_type().is_symlink() => wrong_type("a symlink"),
+        PathKind::Symlink => {
             let target = record.target.as_ref().map_or(&[][..], |t| t.0.as_slice());
             match std::fs::read_link(&path) {
                 Ok(now) if now.as_os_str().as_bytes() == target => Outcome::default(),
@@ -449,9 +449,9 @@ fn check_entry(context: &Context<'_>, record: &FileRecord) -> Outcome {
                 Err(err) => Outcome::with(Problem::Modified(format!("cannot read it: {err}"))),
             }
         }
-        "file" | "hardlink" if !meta.is_file() => wrong_type("a regular file"),
-        "file" => check_file(context, record, relative, &path, &meta),
-        "hardlink" => {
+        PathKind::File | PathKind::Hardlink if !meta.is_file() => wrong_type("a regular file"),
+        PathKind::File => check_file(context, record, relative, &path, &meta),
+        PathKind::Hardlink => {
             // Its content is its target's, relocated by the target's record.
             let target = record.target.as_ref().map_or(&[][..], |t| t.0.as_slice());
             let Some(first) = context.listed.get(target) else {
@@ -477,10 +477,6 @@ fn check_entry(context: &Context<'_>, record: &FileRecord) -> Outcome {
                 outcome
             }
         }
-        other => Outcome::with(Problem::Modified(format!(
-            "the manifest lists it as `{}`",
-            crate::error::escape_str(other)
-        ))),
     }
 }
 

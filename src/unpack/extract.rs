@@ -295,7 +295,7 @@ impl<'a> Extractor<'a> {
                 "`{shown}` differs from the manifest ({what}): the bundle is corrupt or was altered"
             ))
         };
-        if record.kind != kind {
+        if record.kind.as_str() != kind {
             return Err(differs(format!(
                 "it is {}, the manifest lists a {}",
                 member.kind.describe(),
