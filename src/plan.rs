@@ -356,10 +356,10 @@ fn check_go_binaries(
                 binary.build_info.setting("GOARCH").unwrap_or("?"),
             );
             if options.allow_foreign_go {
-                reporter.warning(&Warning::Other(format!(
-                    "Go binary `{}` {message}",
-                    binary.path.display()
-                )));
+                reporter.warning(&Warning::ForeignGoBinary {
+                    path: binary.path.display(),
+                    message,
+                });
             } else {
                 return Err(Error::GoBinary {
                     path: PathBuf::from(OsStr::from_bytes(&binary.path.0)),
@@ -374,12 +374,7 @@ fn check_go_binaries(
         }
     }
     if !untrimmed.is_empty() {
-        reporter.warning(&Warning::Other(format!(
-            "{} Go binar{} built without -trimpath (packed byte-for-byte; they embed build paths): {}\n  fix: rebuild with `go build -trimpath`, or let gopack build them with `--go`",
-            untrimmed.len(),
-            if untrimmed.len() == 1 { "y was" } else { "ies were" },
-            untrimmed.join(", ")
-        )));
+        reporter.warning(&Warning::UntrimmedGoBinaries { paths: untrimmed });
     }
     Ok(())
 }

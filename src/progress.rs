@@ -45,8 +45,25 @@ pub enum Warning {
         /// The names.
         names: Vec<String>,
     },
-    /// Anything else, already phrased.
-    Other(String),
+    /// A Go binary built for another platform, packed because of `--allow-foreign-go`.
+    ForeignGoBinary {
+        /// The binary.
+        path: String,
+        /// What it was built for and what the environment is.
+        message: String,
+    },
+    /// Go binaries built without `-trimpath`, packed byte for byte.
+    UntrimmedGoBinaries {
+        /// The binaries.
+        paths: Vec<String>,
+    },
+    /// Python scripts whose `#!` line cannot name the new location.
+    UnwritableShebangs {
+        /// The new location.
+        prefix: String,
+        /// The scripts.
+        paths: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Warning {
@@ -112,7 +129,25 @@ impl std::fmt::Display for Warning {
                 "environment variable(s) left out of activation, their names are not shell names: {}\n  fix: rename them in etc/conda/env_vars.d or `conda env config vars`",
                 names.join(", ")
             ),
-            Warning::Other(message) => f.write_str(message),
+            Warning::ForeignGoBinary { path, message } => {
+                write!(f, "Go binary `{path}` {message}")
+            }
+            Warning::UntrimmedGoBinaries { paths } => write!(
+                f,
+                "{} Go binar{} built without -trimpath (packed byte-for-byte; they embed build paths): {}\n  fix: rebuild with `go build -trimpath`, or let gopack build them with `--go`",
+                paths.len(),
+                if paths.len() == 1 {
+                    "y was"
+                } else {
+                    "ies were"
+                },
+                paths.join(", ")
+            ),
+            Warning::UnwritableShebangs { prefix, paths } => write!(
+                f,
+                "the path `{prefix}` cannot be written into the first line of these Python scripts; run them as `python SCRIPT`: {}",
+                paths.join(", ")
+            ),
         }
     }
 }

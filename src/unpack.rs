@@ -109,13 +109,15 @@ pub fn unpack(
         dest.as_os_str().as_bytes(),
         cancel,
     )?;
-    for script in &relocated.broken_shebangs {
-        reporter.warning(&crate::progress::Warning::Other(format!(
-            "the path `{}` cannot be written into the first line of `{}`; run it as `python {}`",
-            dest.display(),
-            script.display(),
-            script.display()
-        )));
+    if !relocated.broken_shebangs.is_empty() {
+        reporter.warning(&crate::progress::Warning::UnwritableShebangs {
+            prefix: dest.display().to_string(),
+            paths: relocated
+                .broken_shebangs
+                .iter()
+                .map(|path| path.display())
+                .collect(),
+        });
     }
     let relocated = relocated.files;
     crate::relocate::apply::record_prefix(staging.path(), dest.as_os_str().as_bytes())?;
