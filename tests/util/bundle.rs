@@ -116,7 +116,12 @@ impl HandBundle {
                     EntryType::Link => serde_json::json!({
                         "path": path, "type": "hardlink", "mode": raw.mode, "target": target,
                     }),
-                    _ => serde_json::json!({"path": path, "type": "device", "mode": raw.mode}),
+                    // The manifest has no type for devices and fifos: list them as empty files, so
+                    // the member itself is what is refused.
+                    _ => serde_json::json!({
+                        "path": path, "type": "file", "mode": raw.mode, "size": 0,
+                        "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                    }),
                 }
             })
             .collect();
