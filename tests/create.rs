@@ -138,7 +138,10 @@ fn two_packs_are_byte_identical_whatever_the_thread_count() {
 #[test]
 fn gzip_and_plain_tar_formats() {
     let scratch = Scratch::new();
-    let env = scratch.env("env", &[]);
+    let env = SyntheticEnv::new(&scratch.path("env"))
+        .file("bin/python3.11", b"\x7fELF not really", 0o755)
+        .text("etc/a.conf", "root=@PREFIX@\n")
+        .build();
     let rooted = scratch.path("rooted.tar.zst");
     pack(&env, &rooted, &["-q", "--arcroot", "/opt-app/env/"]);
     let listing = run_ok(Command::new("tar").arg("-tf").arg(&rooted));
@@ -226,7 +229,14 @@ fn exclude_and_include_rules_apply_in_order() {
 #[test]
 fn odd_names_long_paths_and_non_utf8_round_trip() {
     let scratch = Scratch::new();
-    let env = scratch.env("env", &["--variant", "non-utf8-name"]);
+    let env = SyntheticEnv::new(&scratch.path("env"))
+        .dir("share/hello")
+        .build();
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+        std::fs::write(env.join("share/hello").join(name), b"caf\xe9").unwrap();
+    }
     let odd = env.join("share/odd");
     std::fs::create_dir_all(&odd).unwrap();
     std::fs::write(odd.join("new\nline"), b"n").unwrap();
