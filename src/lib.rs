@@ -7,6 +7,10 @@
 //! the deterministic bundle. `gopack inspect` and most tests stop before writing anything.
 
 #![deny(missing_docs)]
+// The library never unwraps: input is hostile until checked. The few `expect`s state an
+// invariant the code itself guarantees (a JSON value serialises, a template holds its
+// placeholder).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod conda;
 pub mod error;

@@ -63,12 +63,20 @@ fn read_search_paths(file: &std::fs::File) -> Option<Vec<SearchPath>> {
         4
     };
     let little = ctx.le.is_little();
+    // `bytes` is always `word` long (chunks_exact below); a short slice reads as zero.
     let read_word = |bytes: &[u8]| -> u64 {
+        let mut eight = [0u8; 8];
+        let mut four = [0u8; 4];
         match (word, little) {
-            (8, true) => u64::from_le_bytes(bytes.try_into().unwrap()),
-            (8, false) => u64::from_be_bytes(bytes.try_into().unwrap()),
-            (_, true) => u64::from(u32::from_le_bytes(bytes.try_into().unwrap())),
-            (_, false) => u64::from(u32::from_be_bytes(bytes.try_into().unwrap())),
+            (8, _) if bytes.len() == 8 => eight.copy_from_slice(bytes),
+            (_, _) if bytes.len() == 4 => four.copy_from_slice(bytes),
+            _ => return 0,
+        }
+        match (word, little) {
+            (8, true) => u64::from_le_bytes(eight),
+            (8, false) => u64::from_be_bytes(eight),
+            (_, true) => u64::from(u32::from_le_bytes(four)),
+            (_, false) => u64::from(u32::from_be_bytes(four)),
         }
     };
     let mut strtab_address = None;
