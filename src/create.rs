@@ -121,6 +121,13 @@ pub fn create(
             cancel,
             reporter,
         )?,
+        None if options.write.format.is_installer() => crate::installer::write_installer(
+            &plan,
+            &options.output,
+            &options.write,
+            cancel,
+            reporter,
+        )?,
         None => archive::write_bundle(&plan, &options.output, &options.write, cancel, reporter)?,
     };
     crate::provenance::finish_bundle(&bundle.path, &options.provenance, reporter)?;

@@ -21,6 +21,7 @@ pub use error::{Error, ErrorKind, Result};
 pub mod archive;
 pub mod create;
 pub mod go;
+pub mod installer;
 pub mod manifest;
 pub mod oci;
 pub mod plan;

@@ -1264,13 +1264,19 @@ fn podman_loads_and_runs(scratch: &Scratch, image: &Path) {
     if !have_tools("podman load and run", &["podman", "runc"]) {
         return;
     }
+    // podman refuses a run root longer than 50 bytes: a short one under /tmp, whatever the
+    // checkout's path.
+    let runroot = tempfile::Builder::new()
+        .prefix("gp-podman")
+        .tempdir_in("/tmp")
+        .unwrap();
     let podman = || {
         let mut command = Command::new("podman");
         command
             .arg("--root")
             .arg(scratch.path("podman/root"))
             .arg("--runroot")
-            .arg(scratch.path("podman/run"))
+            .arg(runroot.path())
             .args([
                 "--storage-driver",
                 "vfs",

@@ -2,6 +2,7 @@
 //! deterministic tar headers into zstd (multi-threaded, with frame checksums), gzip or plain tar,
 //! into a temporary file beside the output that is renamed into place only when complete.
 
+pub mod gzip;
 pub mod header;
 pub mod read;
 
@@ -35,6 +36,11 @@ pub enum Format {
     Oci,
     /// A container image as an OCI image layout directory (written by [`crate::oci`]).
     OciDir,
+    /// A self-extracting installer: a POSIX sh header followed by a gzip-compressed tar
+    /// (written by [`crate::installer`]).
+    Sh,
+    /// A self-extracting installer whose payload is zstd-compressed (`--payload zstd`).
+    ShZstd,
 }
 
 impl Format {
@@ -47,6 +53,7 @@ impl Format {
             "tar" => Some(Format::Tar),
             "oci" | "oci.tar" => Some(Format::Oci),
             "oci-dir" => Some(Format::OciDir),
+            "sh" => Some(Format::Sh),
             _ => None,
         }
     }
@@ -56,13 +63,20 @@ impl Format {
         matches!(self, Format::Oci | Format::OciDir)
     }
 
+    /// Whether this is a self-extracting installer ([`crate::installer::write_installer`]).
+    pub fn is_installer(self) -> bool {
+        matches!(self, Format::Sh | Format::ShZstd)
+    }
+
     /// Chooses the format from the output file's extension.
     pub fn from_path(path: &Path) -> Option<Format> {
         let name = path.file_name()?.to_str()?;
-        [".tar.zst", ".tzst", ".tar.gz", ".tgz", ".oci.tar", ".tar"]
-            .iter()
-            .find(|ext| name.ends_with(*ext))
-            .and_then(|ext| Format::from_name(ext))
+        [
+            ".tar.zst", ".tzst", ".tar.gz", ".tgz", ".oci.tar", ".tar", ".sh",
+        ]
+        .iter()
+        .find(|ext| name.ends_with(*ext))
+        .and_then(|ext| Format::from_name(ext))
     }
 }
 
@@ -99,7 +113,7 @@ pub struct Written {
 
 enum Encoder {
     Zstd(zstd::Encoder<'static, BufWriter<File>>),
-    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+    Gzip(gzip::ParallelGzip<BufWriter<File>>),
     Plain(BufWriter<File>),
 }
 
@@ -139,14 +153,16 @@ impl Encoder {
                 encoder.multithread(options.threads.max(1))?;
                 Encoder::Zstd(encoder)
             }
-            Format::TarGz => Encoder::Gzip(flate2::GzBuilder::new().mtime(0).write(
+            // Independent 1 MiB pieces on all cores: the same bytes for any thread count.
+            Format::TarGz => Encoder::Gzip(gzip::ParallelGzip::new(
                 sink,
-                flate2::Compression::new(options.level.clamp(0, 9) as u32),
-            )),
+                options.level.clamp(1, 9) as u32,
+                options.threads.max(1) as usize,
+            )?),
             Format::Tar => Encoder::Plain(sink),
-            Format::Oci | Format::OciDir => {
+            Format::Oci | Format::OciDir | Format::Sh | Format::ShZstd => {
                 return Err(std::io::Error::other(
-                    "container images are written by gopack::oci::write_image",
+                    "images and installers are written by gopack::oci and gopack::installer",
                 ));
             }
         })

@@ -547,7 +547,13 @@ pub fn open_bundle(path: &Path) -> Result<TarReader> {
     }
     let file = File::open(path).map_err(|err| bad(format!("cannot open it: {err}")))?;
     let mut file = BufReader::with_capacity(1 << 20, file);
-    let head = read_head(&mut file).map_err(|err| bad(format!("cannot read it: {err}")))?;
+    let mut head = read_head(&mut file).map_err(|err| bad(format!("cannot read it: {err}")))?;
+    // A self-extracting installer (`create --format sh`): the bundle starts at its offset.
+    if let Some(offset) = crate::installer::payload_offset(&head) {
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))
+            .map_err(|err| bad(format!("cannot read it: {err}")))?;
+        head = read_head(&mut file).map_err(|err| bad(format!("cannot read it: {err}")))?;
+    }
     // `decoded` is the tar stream after `tar_head`, its first block.
     let (compression, tar_head, decoded): (Option<&str>, Vec<u8>, Box<dyn Read>) =
         if head.starts_with(b"\x28\xb5\x2f\xfd") || head.starts_with(b"\x1f\x8b") {

@@ -88,9 +88,15 @@ pub struct CreateArgs {
     /// The bundle to write; its extension chooses the format unless --format is given.
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
-    /// Archive format: tar.zst (default), tar.gz (tgz) or tar.
+    /// Archive format: tar.zst (default), tar.gz (tgz), tar, or sh (a self-extracting
+    /// installer: `sh app.sh -d DEST`). Spark/YARN `--archives` take .tar.gz/.tgz/.tar/.zip,
+    /// not .tar.zst (copied, never unpacked).
     #[arg(long)]
     pub format: Option<String>,
+    /// Installer (--format sh): payload compression, gzip (default; every host has gzip) or
+    /// zstd (smaller and faster; the host needs zstd).
+    #[arg(long = "payload", value_name = "gzip|zstd")]
+    pub payload: Option<String>,
     /// Compression level (zstd 1-22, default 3; gzip 1-9, default 6).
     #[arg(long = "compress-level")]
     pub compress_level: Option<i32>,

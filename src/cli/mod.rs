@@ -108,6 +108,7 @@ fn resolve_create(
         prefix,
         output,
         format,
+        payload,
         compress_level,
         threads,
         arcroot,
@@ -189,7 +190,7 @@ fn resolve_create(
         Some(name) => {
             Format::from_name(&name).ok_or_else(|| {
                 Error::Usage(format!(
-                    "unknown format `{name}`: --format takes tar.zst (or tzst), tar.gz (or tgz), tar, oci or oci-dir"
+                    "unknown format `{name}`: --format takes tar.zst (or tzst), tar.gz (or tgz), tar, sh, oci or oci-dir"
                 ))
             })?
         }
@@ -197,19 +198,34 @@ fn resolve_create(
             path: output.clone(),
         })?,
     };
+    let format = match (format, payload.as_deref()) {
+        (Format::Sh, None | Some("gzip")) => Format::Sh,
+        (Format::Sh, Some("zstd")) => Format::ShZstd,
+        (Format::Sh, Some(other)) => {
+            return Err(Error::Usage(format!(
+                "--payload {other}: the installer's payload is gzip or zstd"
+            )));
+        }
+        (_, Some(_)) => {
+            return Err(Error::Usage(
+                "--payload applies to --format sh (self-extracting installers) only".into(),
+            ));
+        }
+        (format, None) => format,
+    };
     let level = match (format, compress_level) {
-        (Format::TarZst, Some(level)) if !(1..=22).contains(&level) => {
+        (Format::TarZst | Format::ShZstd, Some(level)) if !(1..=22).contains(&level) => {
             return Err(Error::Usage(format!(
                 "--compress-level {level}: zstd levels are 1 to 22"
             )));
         }
-        (Format::TarGz, Some(level)) if !(1..=9).contains(&level) => {
+        (Format::TarGz | Format::Sh, Some(level)) if !(1..=9).contains(&level) => {
             return Err(Error::Usage(format!(
                 "--compress-level {level}: gzip levels are 1 to 9"
             )));
         }
         (_, Some(level)) => level,
-        (Format::TarGz, None) => 6,
+        (Format::TarGz | Format::Sh, None) => 6,
         (_, None) => 3,
     };
     let image = if format.is_image() {

@@ -11,10 +11,10 @@ use std::sync::atomic::AtomicBool;
 
 use sha2::{Digest, Sha256};
 
-use super::gzip::ParallelGzip;
 use super::output::Blob;
 use super::{Error, ImageOptions, media};
 use crate::archive::TarStream;
+use crate::archive::gzip::ParallelGzip;
 use crate::conda::CondaEnv;
 use crate::error::escape_bytes;
 use crate::go::Origin;

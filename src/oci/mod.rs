@@ -21,7 +21,6 @@
 
 pub mod base;
 mod config;
-mod gzip;
 pub mod inspect;
 mod layer;
 mod output;

@@ -184,7 +184,8 @@ pub fn digest(mut reader: impl Read) -> std::io::Result<([u8; 32], u64)> {
 /// What one record does to its file.
 enum Change<'a> {
     Text(&'a TextRecord),
-    Binary(Vec<Patch>),
+    /// Slot patches; whether the file is Mach-O (re-signed after patching).
+    Binary(Vec<Patch>, bool),
 }
 
 /// What [`relocate_tree`] did.
@@ -326,7 +327,7 @@ pub fn relocate_tree(
         changes.push((
             &record.path,
             &record.links,
-            Change::Binary(record.patches(to)?),
+            Change::Binary(record.patches(to)?, record.macho),
         ));
     }
     for (path, links, change) in changes {
@@ -339,7 +340,19 @@ pub fn relocate_tree(
             Change::Text(record) => {
                 Box::new(RewritingReader::new(&source, record.rewriter(from, to)))
             }
-            Change::Binary(patches) => Box::new(PatchedReader::new(&source, patches.clone())),
+            Change::Binary(patches, false) => {
+                Box::new(PatchedReader::new(&source, patches.clone()))
+            }
+            Change::Binary(patches, true) => {
+                // Mach-O: re-signed over its patched bytes, read whole (super::macho).
+                let unreadable = |err| Error::io(format!("cannot read `{}`", file.display()), err);
+                let size = source.metadata().map_err(unreadable)?.len();
+                let edit = super::Edit::Patch(patches.clone());
+                match super::macho::signed_edit(&source, size, edit).map_err(unreadable)? {
+                    super::Edit::Patch(signed) => Box::new(PatchedReader::new(&source, signed)),
+                    _ => Box::new(PatchedReader::new(&source, patches.clone())),
+                }
+            }
         };
         replace_file(&file, &source, reader)?;
         for link in links {

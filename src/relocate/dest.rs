@@ -19,6 +19,13 @@ pub fn apply_dest_prefix(plan: &mut Plan, dest: &[u8]) -> Result<()> {
     for record in &plan.relocation.binary {
         slots.insert(record.path.0.clone(), record.patches(dest)?);
     }
+    let macho: std::collections::HashSet<Vec<u8>> = plan
+        .relocation
+        .binary
+        .iter()
+        .filter(|record| record.macho)
+        .map(|record| record.path.0.clone())
+        .collect();
     let texts: HashMap<Vec<u8>, TextRecord> = plan
         .relocation
         .text
@@ -71,6 +78,12 @@ pub fn apply_dest_prefix(plan: &mut Plan, dest: &[u8]) -> Result<()> {
             source: err,
         };
         let file = std::fs::File::open(&source).map_err(unreadable)?;
+        // Mach-O: re-signed over its relocated bytes, read whole once (super::macho).
+        let edit = if macho.contains(&planned.entry.path) {
+            relocate::macho::signed_edit(&file, planned.entry.size, edit).map_err(unreadable)?
+        } else {
+            edit
+        };
         let (sha256, size) = relocate::apply::digest(relocate::apply::edited_reader(
             &file,
             planned.entry.size,

@@ -290,8 +290,12 @@ gp_slot() {
     gp_fail "cannot patch $prefix/$gp_cur"
 }
 gp_done() {
-  if [ -n "$gp_macho" ] && [ -x /usr/bin/codesign ]; then
-    /usr/bin/codesign -f -s - "$gp_new" >/dev/null 2>&1 || gp_fail "cannot re-sign $prefix/$gp_cur"
+  # macOS: a patched Mach-O file that was signed is signed again, ad hoc, keeping its identifier,
+  # entitlements and flags (plain `codesign -f -s -` drops them); an unsigned one stays unsigned.
+  if [ -n "$gp_macho" ] && [ -x /usr/bin/codesign ] &&
+    /usr/bin/codesign -d "$prefix/$gp_cur" >/dev/null 2>&1; then
+    /usr/bin/codesign -f -s - --preserve-metadata=identifier,entitlements,flags "$gp_new" \
+      >/dev/null 2>&1 || gp_fail "cannot re-sign $prefix/$gp_cur"
   fi
   gp_stage_end
 }

@@ -7,8 +7,10 @@
 pub mod apply;
 pub mod binary;
 pub mod bytes;
+pub mod codesign;
 pub mod dest;
 pub mod elf;
+pub mod macho;
 pub mod script;
 pub mod shebang;
 pub mod text;
@@ -176,6 +178,14 @@ pub enum Fix {
         /// The record.
         path: ByteString,
     },
+    /// A Mach-O install name (`LC_ID_DYLIB`, `LC_LOAD_DYLIB`, …) inside the prefix became
+    /// `@loader_path`-relative (`LC_RPATH` entries are [`Fix::RelativeSearchPath`]).
+    RelativeInstallName {
+        /// The Mach-O file.
+        path: ByteString,
+        /// The new install name.
+        value: ByteString,
+    },
 }
 
 impl Fix {
@@ -186,6 +196,7 @@ impl Fix {
             Fix::RelativeSearchPath { .. } => "relative-search-path",
             Fix::RelativeSymlink { .. } => "relative-symlink",
             Fix::AnonymisedRecord { .. } => "anonymised-record",
+            Fix::RelativeInstallName { .. } => "relative-install-name",
         }
     }
 
@@ -195,6 +206,7 @@ impl Fix {
             Fix::ShebangLauncher { path, .. }
             | Fix::RelativeSearchPath { path, .. }
             | Fix::RelativeSymlink { path, .. }
+            | Fix::RelativeInstallName { path, .. }
             | Fix::AnonymisedRecord { path } => &path.0,
         }
     }
@@ -436,6 +448,25 @@ fn plan_binary(
         }
         if !patches.is_empty() {
             plan.edit = Edit::Patch(patches);
+        }
+    }
+    if facts.kind == FileKind::MachO && !context.is_go {
+        // Load-command paths become `@loader_path`-relative; the file is then re-signed. A file
+        // goblin cannot parse, or whose signature cannot be re-signed, keeps its load commands
+        // (the C-string records below cover them).
+        let data = read_all(file, facts.size)?;
+        if let Ok(load) = macho::plan_load_commands(&data, prefix, context.path)
+            && !load.patches.is_empty()
+        {
+            let mut patched = data;
+            macho::apply_patches(&mut patched, &load.patches);
+            if let (signature, None) = macho::signature_patches(&patched) {
+                let mut patches = load.patches;
+                patches.extend(signature);
+                covered.extend(load.covered);
+                plan.fixes.extend(load.fixes);
+                plan.edit = Edit::Patch(patches);
+            }
         }
     }
     let remaining: Vec<u64> = facts

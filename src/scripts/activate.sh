@@ -66,7 +66,8 @@ _GOPACK_OLD_PATH=$PATH
 _GOPACK_ACTIVE_PREFIX=$_gopack_prefix
 # The prompt shows the directory's name with every byte a shell could expand in a prompt
 # (`$`, `` ` ``, `\`, `%`, `!`…) replaced, so a path never runs code when the prompt is drawn.
-_gopack_name=$(printf '%s' "${_gopack_prefix##*/}" | tr -c 'A-Za-z0-9._+@:,= -' '_')
+# LC_ALL=C: byte for byte (macOS tr stops at bytes that are not valid in a UTF-8 locale).
+_gopack_name=$(printf '%s' "${_gopack_prefix##*/}" | LC_ALL=C tr -c 'A-Za-z0-9._+@:,= -' '_')
 _gopack_set CONDA_PREFIX "$_gopack_prefix"
 _gopack_set CONDA_DEFAULT_ENV "$_gopack_prefix"
 _gopack_set CONDA_SHLVL 1

@@ -29,6 +29,12 @@ enum Item {
     Missing {
         path: String,
     },
+    Binary {
+        path: String,
+        content: Vec<u8>,
+        placeholder: String,
+        mode: u32,
+    },
 }
 
 /// A builder for a synthetic environment at a prefix.
@@ -99,6 +105,30 @@ impl SyntheticEnv {
         self
     }
 
+    /// The conda platform the record names (default: this machine's).
+    pub fn platform(mut self, platform: &str) -> Self {
+        self.platform = platform.into();
+        self
+    }
+
+    /// A file conda installed in binary mode: `content` as it is (its placeholder already
+    /// replaced), listed in `paths_data` with `placeholder` and `file_mode: binary`.
+    pub fn binary_file(
+        mut self,
+        path: &str,
+        content: Vec<u8>,
+        placeholder: &str,
+        mode: u32,
+    ) -> Self {
+        self.items.push(Item::Binary {
+            path: path.into(),
+            content,
+            placeholder: placeholder.into(),
+            mode,
+        });
+        self
+    }
+
     /// A path the conda-meta record lists but the environment lacks.
     pub fn missing(mut self, path: &str) -> Self {
         self.items.push(Item::Missing { path: path.into() });
@@ -122,6 +152,7 @@ impl SyntheticEnv {
         };
         std::fs::create_dir_all(prefix.join("conda-meta")).unwrap();
         let mut files = Vec::new();
+        let mut placeholders = std::collections::HashMap::new();
         for item in &self.items {
             match item {
                 Item::File {
@@ -152,6 +183,20 @@ impl SyntheticEnv {
                 }
                 Item::Dir { path } => std::fs::create_dir_all(prefix.join(path)).unwrap(),
                 Item::Missing { path } => files.push(path.clone()),
+                Item::Binary {
+                    path,
+                    content,
+                    placeholder,
+                    mode,
+                } => {
+                    let full = prefix.join(path);
+                    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                    std::fs::write(&full, content).unwrap();
+                    std::fs::set_permissions(&full, std::fs::Permissions::from_mode(*mode))
+                        .unwrap();
+                    files.push(path.clone());
+                    placeholders.insert(path.clone(), placeholder.clone());
+                }
             }
         }
         let record = serde_json::json!({
@@ -162,6 +207,22 @@ impl SyntheticEnv {
             "subdir": self.platform,
             "files": files,
         });
+        let mut record = record;
+        if !placeholders.is_empty() {
+            let paths: Vec<serde_json::Value> = files
+                .iter()
+                .map(|path| match placeholders.get(path) {
+                    Some(placeholder) => serde_json::json!({
+                        "_path": path,
+                        "path_type": "hardlink",
+                        "prefix_placeholder": placeholder,
+                        "file_mode": "binary",
+                    }),
+                    None => serde_json::json!({"_path": path, "path_type": "hardlink"}),
+                })
+                .collect();
+            record["paths_data"] = serde_json::json!({"paths_version": 1, "paths": paths});
+        }
         std::fs::write(
             prefix.join("conda-meta/synthetic-1.0-0.json"),
             serde_json::to_vec_pretty(&record).unwrap(),

@@ -4,7 +4,9 @@
 // address comes from the -addr flag, else $HEALTHCHECK_ADDR, else
 // 127.0.0.1:8080. Port 0 picks a free port; the real address is printed as
 // "listening on <addr>" once the socket is bound. SIGTERM or SIGINT shuts the
-// server down gracefully and the process exits 0.
+// server down gracefully and the process exits 0. With -selftest it serves on
+// 127.0.0.1:0, GETs its own /healthz, prints "selftest ok" and exits 0 (1 on any
+// failure): a check that the binary runs where it was deployed.
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -39,7 +42,17 @@ func newMux() *http.ServeMux {
 func main() {
 	addr := flag.String("addr", "", "listen address (default $HEALTHCHECK_ADDR or "+defaultAddr+")")
 	shutdownTimeout := flag.Duration("shutdown-timeout", 5*time.Second, "graceful shutdown timeout")
+	selftest := flag.Bool("selftest", false, "answer its own /healthz on 127.0.0.1, then exit 0")
 	flag.Parse()
+
+	if *selftest {
+		if err := runSelftest(); err != nil {
+			fmt.Fprintf(os.Stderr, "healthcheck: selftest: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Println("selftest ok")
+		return
+	}
 
 	listenAddr := *addr
 	if listenAddr == "" {
@@ -84,4 +97,29 @@ func main() {
 		}
 		fmt.Println("shut down")
 	}
+}
+
+// runSelftest serves on a free port of 127.0.0.1 and checks that /healthz answers "ok".
+func runSelftest() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: newMux(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+		return fmt.Errorf("GET /healthz: %s %q", resp.Status, body)
+	}
+	return nil
 }

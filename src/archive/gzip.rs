@@ -6,7 +6,8 @@
 //! every gzip reader; pigz's `--independent` mode makes the same kind of stream.
 //!
 //! The header holds no time and no name (mtime 0, OS 255 "unknown"), so the same input gives
-//! the same bytes. At most two pieces per worker are in flight, so memory stays bounded.
+//! the same bytes. At most two pieces per worker are in flight, so memory stays bounded. The
+//! workers are the encoder's own (`threads` of them, for `-j`), not rayon's global pool.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -26,6 +27,7 @@ pub struct ParallelGzip<W: Write> {
     submitted: u64,
     written: u64,
     in_flight_limit: usize,
+    pool: rayon::ThreadPool,
     sender: mpsc::Sender<(u64, io::Result<Vec<u8>>)>,
     receiver: mpsc::Receiver<(u64, io::Result<Vec<u8>>)>,
     ready: BTreeMap<u64, Vec<u8>>,
@@ -37,6 +39,11 @@ const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 impl<W: Write> ParallelGzip<W> {
     /// An encoder at `level` (1–9) writing to `sink`, keeping about `threads` workers busy.
     pub fn new(mut sink: W, level: u32, threads: usize) -> io::Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|index| format!("gopack-gzip-{index}"))
+            .build()
+            .map_err(io::Error::other)?;
         sink.write_all(&HEADER)?;
         let (sender, receiver) = mpsc::channel();
         Ok(ParallelGzip {
@@ -47,6 +54,7 @@ impl<W: Write> ParallelGzip<W> {
             submitted: 0,
             written: 0,
             in_flight_limit: threads.max(1) * 2,
+            pool,
             sender,
             receiver,
             ready: BTreeMap::new(),
@@ -64,7 +72,7 @@ impl<W: Write> ParallelGzip<W> {
         let sender = self.sender.clone();
         let sequence = self.submitted;
         let level = self.level;
-        rayon::spawn(move || {
+        self.pool.spawn(move || {
             // The receiver is gone only when the encoder was dropped on an error.
             let _ = sender.send((sequence, deflate_piece(&input, level, last)));
         });
