@@ -62,6 +62,20 @@ pub struct PlannedEntry {
 }
 
 impl PlannedEntry {
+    /// A directory gopack adds (mode 0755).
+    pub fn directory(path: &[u8], mtime: u64) -> PlannedEntry {
+        PlannedEntry {
+            entry: Entry {
+                path: path.to_vec(),
+                kind: EntryKind::Dir,
+                mode: 0o755,
+                mtime,
+                size: 0,
+            },
+            body: Body::None,
+        }
+    }
+
     /// Size of the packed content.
     pub fn packed_size(&self) -> u64 {
         match &self.body {
@@ -124,16 +138,7 @@ impl Plan {
     /// Adds a directory entry for `path` unless the plan has one.
     pub fn ensure_dir(&mut self, path: &[u8], mtime: u64) {
         if !self.entries.iter().any(|p| p.entry.path == path) {
-            self.entries.push(PlannedEntry {
-                entry: Entry {
-                    path: path.to_vec(),
-                    kind: EntryKind::Dir,
-                    mode: 0o755,
-                    mtime,
-                    size: 0,
-                },
-                body: Body::None,
-            });
+            self.entries.push(PlannedEntry::directory(path, mtime));
         }
     }
 

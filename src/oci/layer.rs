@@ -18,9 +18,9 @@ use crate::archive::gzip::ParallelGzip;
 use crate::conda::CondaEnv;
 use crate::error::escape_bytes;
 use crate::go::Origin;
-use crate::plan::{Body, Plan, PlannedEntry};
+use crate::plan::{Plan, PlannedEntry};
 use crate::progress::Reporter;
-use crate::scan::{Entry, EntryKind, archive_order};
+use crate::scan::{EntryKind, archive_order};
 
 /// How layers are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,16 +257,7 @@ fn gopack_dir_mtime(plan: &Plan) -> u64 {
 }
 
 fn directory(path: &[u8], mtime: u64) -> PlannedEntry {
-    PlannedEntry {
-        entry: Entry {
-            path: path.to_vec(),
-            kind: EntryKind::Dir,
-            mode: 0o755,
-            mtime,
-            size: 0,
-        },
-        body: Body::None,
-    }
+    PlannedEntry::directory(path, mtime)
 }
 
 impl Layer<'_> {

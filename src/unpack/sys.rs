@@ -40,29 +40,35 @@ fn c_path(path: &Path) -> std::io::Result<CString> {
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in a path"))
 }
 
+/// `renameat2(from, to, flags)` relative to the working directory.
+#[cfg(target_os = "linux")]
+fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
+    let (a, b) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both paths are NUL-terminated strings that outlive the call; the syscall takes no
+    // other pointers.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Swaps `a` and `b` atomically (`renameat2(RENAME_EXCHANGE)`): both must exist. Fails with
 /// [`is_unsupported`] errors where the kernel or the file system cannot.
 pub(crate) fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        let (a, b) = (c_path(a)?, c_path(b)?);
-        // SAFETY: both paths are NUL-terminated strings that outlive the call; the syscall
-        // takes no other pointers.
-        let result = unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                libc::AT_FDCWD,
-                a.as_ptr(),
-                libc::AT_FDCWD,
-                b.as_ptr(),
-                libc::RENAME_EXCHANGE,
-            )
-        };
-        if result == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
+        renameat2(a, b, libc::RENAME_EXCHANGE)
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -75,26 +81,10 @@ pub(crate) fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
 /// available, a check before a plain rename).
 pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
-    {
-        let (a, b) = (c_path(from)?, c_path(to)?);
-        // SAFETY: as in `exchange`.
-        let result = unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                libc::AT_FDCWD,
-                a.as_ptr(),
-                libc::AT_FDCWD,
-                b.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if result == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        if !is_unsupported(&err) {
-            return Err(err);
-        }
+    match renameat2(from, to, libc::RENAME_NOREPLACE) {
+        Ok(()) => return Ok(()),
+        Err(err) if !is_unsupported(&err) => return Err(err),
+        Err(_) => {}
     }
     if std::fs::symlink_metadata(to).is_ok() {
         return Err(std::io::Error::from_raw_os_error(libc::EEXIST));
