@@ -87,7 +87,7 @@ pub struct WriteOptions {
     pub format: Format,
     /// Compression level (zstd 1–22, gzip 1–9).
     pub level: i32,
-    /// Compression threads (zstd).
+    /// Compression threads (zstd, gzip).
     pub threads: u32,
     /// Directory inside the archive that holds the environment.
     pub arcroot: Option<Vec<u8>>,
