@@ -853,3 +853,48 @@ fn the_unpack_side_never_imports_the_planner() {
         );
     }
 }
+
+#[test]
+fn a_python_script_whose_path_fits_no_first_line_is_warned_about_by_both_unpack_paths() {
+    let scratch = Scratch::new();
+    let prefix = SyntheticEnv::new(&scratch.path("src/env"))
+        .file("bin/tool", b"#!@PREFIX@/bin/python3.11\nprint(1)\n", 0o755)
+        .build();
+    let bundle = scratch.path("b.tar.zst");
+    pack(&prefix, &bundle, &[]);
+    // A blank needs the sh form, and a `$` cannot be carried by it.
+    let native = scratch.path("n/a b$c");
+    let output = gopack()
+        .arg("unpack")
+        .arg(&bundle)
+        .arg("-d")
+        .arg(&native)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot be written into the first line"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bin/tool"), "{stderr}");
+    let script = scratch.path("s/a b$c");
+    extract(&bundle, &script);
+    let output = Command::new(which("dash"))
+        .arg(script.join("bin/gopack-unpack"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot be written into the first line"),
+        "{stderr}"
+    );
+    for dest in [&native, &script] {
+        let first = std::fs::read_to_string(dest.join("bin/tool")).unwrap();
+        assert!(
+            first.starts_with(&format!("#!{}/bin/python3.11\n", dest.display())),
+            "{first}"
+        );
+    }
+}
