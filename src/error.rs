@@ -187,7 +187,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// A prefix no relocation can reach.
-    #[error("cannot relocate to `{}`: {reason}", path.display())]
+    #[error("cannot relocate to `{}`: {reason}", escape_bytes(path.as_os_str().as_encoded_bytes()))]
     UnreachablePrefix {
         /// The destination.
         path: PathBuf,

@@ -7,6 +7,7 @@ mod engine;
 mod go;
 mod installer;
 mod macho;
+mod messages;
 mod oci;
 mod provenance;
 mod relocate;

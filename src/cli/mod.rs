@@ -416,12 +416,13 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
         e(&m.gopack_version),
         m.format_version
     ));
+    let count = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     out.push_str(&format!(
-        "contents:       {} files, {} symlinks, {} hard links, {} dirs, {}\n",
-        m.totals.files,
-        m.totals.symlinks,
-        m.totals.hardlinks,
-        m.totals.dirs,
+        "contents:       {}, {}, {}, {}, {}\n",
+        count(m.totals.files, "file", "files"),
+        count(m.totals.symlinks, "symlink", "symlinks"),
+        count(m.totals.hardlinks, "hard link", "hard links"),
+        count(m.totals.dirs, "dir", "dirs"),
         human_bytes(m.totals.bytes)
     ));
     out.push_str(&format!("conda packages: {}\n", m.packages.len()));
