@@ -133,10 +133,15 @@ fn demo(with_go: bool) -> Result<(), String> {
 
 fn show(target: &Path) -> Result<(), String> {
     let script = std::fs::read_to_string(target.join("bin/hello-py")).map_err(|e| e.to_string())?;
-    println!(
-        "   bin/hello-py's #! line now names the new location: {:?}",
-        script.lines().next().unwrap_or("")
-    );
+    let mut lines = script.lines();
+    match lines.next().unwrap_or("") {
+        // The path has spaces: a #! line cannot name it, so the script starts as pip writes it.
+        "#!/bin/sh" => println!(
+            "   bin/hello-py starts in pip's sh form (the new path has spaces): {:?}",
+            lines.next().unwrap_or("")
+        ),
+        first => println!("   bin/hello-py's #! line now names the new location: {first:?}"),
+    }
     Ok(())
 }
 
