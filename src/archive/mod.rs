@@ -289,27 +289,7 @@ pub fn write_bundle(
         .map_err(write_error)?;
     file.sync_all().map_err(write_error)?;
     let size = file.metadata().map_err(write_error)?.len();
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(write_error)?;
-    // A signal during the final flush still leaves nothing: only the rename makes the bundle.
-    if cancel.load(Ordering::Relaxed) {
-        return Err(Error::Interrupted);
-    }
-    let persisted = if options.force {
-        temp.persist(output).map_err(|err| err.error)
-    } else {
-        temp.persist_noclobber(output).map_err(|err| err.error)
-    };
-    persisted.map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::OutputExists {
-                path: output.to_path_buf(),
-            }
-        } else {
-            write_error(source)
-        }
-    })?;
+    publish(temp, output, 0o644, options.force, cancel, &write_error)?;
     Ok(Written {
         path: output.to_path_buf(),
         size,
@@ -486,5 +466,42 @@ fn copy_file(
             path: source.to_path_buf(),
         });
     }
+    Ok(())
+}
+
+/// Makes a completely written temporary file the output: sets its mode, and renames it into
+/// place (over an existing output only with `force`). A signal that came during the final
+/// flush still leaves nothing, since only this rename makes the output.
+///
+/// # Errors
+/// [`Error::Interrupted`], [`Error::OutputExists`], I/O errors through `write_error`.
+pub(crate) fn publish(
+    temp: tempfile::NamedTempFile,
+    output: &Path,
+    mode: u32,
+    force: bool,
+    cancel: &AtomicBool,
+    write_error: &dyn Fn(std::io::Error) -> Error,
+) -> Result<()> {
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(write_error)?;
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Error::Interrupted);
+    }
+    let persisted = if force {
+        temp.persist(output).map_err(|err| err.error)
+    } else {
+        temp.persist_noclobber(output).map_err(|err| err.error)
+    };
+    persisted.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::OutputExists {
+                path: output.to_path_buf(),
+            }
+        } else {
+            write_error(source)
+        }
+    })?;
     Ok(())
 }

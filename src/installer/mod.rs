@@ -10,7 +10,6 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -181,26 +180,7 @@ pub fn write_installer(
     out.flush().map_err(write_error)?;
     drop(out);
     temp.as_file().sync_all().map_err(write_error)?;
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o755))
-        .map_err(write_error)?;
-    if cancel.load(Ordering::Relaxed) {
-        return Err(Error::Interrupted);
-    }
-    let persisted = if options.force {
-        temp.persist(output).map_err(|err| err.error)
-    } else {
-        temp.persist_noclobber(output).map_err(|err| err.error)
-    };
-    persisted.map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::OutputExists {
-                path: output.to_path_buf(),
-            }
-        } else {
-            write_error(source)
-        }
-    })?;
+    crate::archive::publish(temp, output, 0o755, options.force, cancel, &write_error)?;
     Ok(Written {
         path: output.to_path_buf(),
         size: header.len() as u64 + bundle.size,
