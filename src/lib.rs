@@ -28,4 +28,5 @@ pub mod plan;
 pub mod provenance;
 pub mod relocate;
 pub mod scripts;
+pub mod timestamp;
 pub mod unpack;

@@ -664,32 +664,7 @@ pub fn uuid_v8(digest: &[u8; 32]) -> String {
     )
 }
 
-/// Seconds since 1970 as `YYYY-MM-DDThh:mm:ssZ` (UTC), the form both formats take.
-pub fn rfc3339(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64;
-    let rest = seconds % 86_400;
-    // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
-}
+pub use crate::timestamp::rfc3339;
 
 /// The files a `RECORD` lists, relative to the environment's root, with the hashes it gives.
 /// Rows are CSV (`path,ALG=BASE64URL,size`); paths are relative to the directory holding the
@@ -983,14 +958,6 @@ mod tests {
         let uuid = uuid_v8(&[0xff; 32]);
         assert_eq!(uuid, "ffffffff-ffff-8fff-bfff-ffffffffffff");
         assert_eq!(uuid_v8(&[0; 32]), "00000000-0000-8000-8000-000000000000");
-    }
-
-    #[test]
-    fn timestamps_are_utc_calendar_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
     }
 
     #[test]
