@@ -142,6 +142,58 @@ fn go_darwin(prefix: &Path, scratch: &Scratch) -> Vec<u8> {
     std::fs::read(&out).unwrap()
 }
 
+/// `rcodesign` (`cargo install apple-codesign`), from `GOPACK_RCODESIGN` or PATH: it takes
+/// 20–40 minutes to build here, so the tests use it where it is installed and rely on
+/// `macho.py verify` otherwise.
+fn rcodesign() -> Option<PathBuf> {
+    std::env::var_os("GOPACK_RCODESIGN")
+        .map(PathBuf::from)
+        .or_else(|| find_tool(&["rcodesign"]))
+}
+
+/// An independent check where rcodesign is installed: per slice, the page digests its code
+/// directory holds (`rcodesign extract code-directory`) are the ones rcodesign computes from
+/// the file's bytes (`rcodesign compute-code-hashes`). (`rcodesign verify` insists on a CMS
+/// signature, which ad-hoc signatures never have.)
+fn rcodesign_check(rcodesign: &Path, file: &Path, slices: usize, label: &str) {
+    let digests = |text: &str| -> Vec<String> {
+        text.split(|c: char| !c.is_ascii_hexdigit())
+            .filter(|word| word.len() == 64)
+            .map(str::to_string)
+            .collect()
+    };
+    for index in 0..slices {
+        let index = index.to_string();
+        let stored = run_ok(
+            Command::new(rcodesign)
+                .args(["extract", "--universal-index", &index, "code-directory"])
+                .arg(file),
+        );
+        let stored = stored
+            .split("code_digests: [")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .map(digests)
+            .unwrap_or_default();
+        let computed = digests(&run_ok(
+            Command::new(rcodesign)
+                .args(["compute-code-hashes", "--universal-index", &index])
+                .arg(file),
+        ));
+        assert!(
+            !stored.is_empty(),
+            "{label}: {}: no code digests",
+            file.display()
+        );
+        assert_eq!(
+            stored,
+            computed,
+            "{label}: {} slice {index}",
+            file.display()
+        );
+    }
+}
+
 /// `macho.py verify` of one file: per slice, `signed`, `valid`, identifiers and flags.
 fn verify(file: &Path) -> serde_json::Value {
     let out = run_ok(
@@ -218,6 +270,11 @@ fn check(dest: &Path, old: &Path, original: &Path, go: &[u8], label: &str) {
         }
         let report = verify(&path);
         let before = verify(&original.join(file));
+        if let Some(rcodesign) = rcodesign()
+            && before["slices"][0]["signed"] == true
+        {
+            rcodesign_check(&rcodesign, &path, slices, label);
+        }
         let got = report["slices"].as_array().unwrap();
         assert_eq!(got.len(), slices, "{label}: {file}: {report}");
         for (slice, was) in got.iter().zip(before["slices"].as_array().unwrap()) {
