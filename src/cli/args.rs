@@ -88,9 +88,10 @@ pub struct CreateArgs {
     /// The bundle to write; its extension chooses the format unless --format is given.
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
-    /// Archive format: tar.zst (default), tar.gz (tgz), tar, or sh (a self-extracting
-    /// installer: `sh app.sh -d DEST`). Spark/YARN `--archives` take .tar.gz/.tgz/.tar/.zip,
-    /// not .tar.zst (copied, never unpacked).
+    /// Format: tar.zst (default), tar.gz (tgz), tar, sh (a self-extracting installer: `sh app.sh
+    /// -d DEST`), oci (one tar that is an OCI layout and a docker archive) or oci-dir (an OCI
+    /// layout directory). Spark/YARN `--archives` take .tar.gz/.tgz/.tar/.zip, not .tar.zst
+    /// (copied, never unpacked).
     #[arg(long)]
     pub format: Option<String>,
     /// Installer (--format sh): payload compression, gzip (default; every host has gzip) or
