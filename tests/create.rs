@@ -16,7 +16,7 @@ fn files_named<'a>(manifest: &'a serde_json::Value, path: &str) -> Option<&'a se
 }
 
 #[test]
-fn packs_the_environment_with_a_complete_manifest() {
+fn real_env_packs_with_a_complete_manifest() {
     let scratch = Scratch::new();
     let env = scratch.env("env", &[]);
     let bundle = scratch.path("env.tar.zst");
@@ -109,7 +109,7 @@ fn packs_the_environment_with_a_complete_manifest() {
 }
 
 #[test]
-fn two_packs_are_byte_identical_whatever_the_thread_count() {
+fn real_env_two_packs_are_byte_identical_whatever_the_thread_count() {
     let scratch = Scratch::new();
     let env = scratch.env("env", &[]);
     let first = scratch.path("a.tar.zst");
@@ -480,7 +480,7 @@ fn env_with_sparse_file(scratch: &Scratch) -> (std::path::PathBuf, u64) {
 }
 
 #[test]
-fn sparse_file_over_8_gib_round_trips_with_pax_size() {
+fn huge_file_over_8_gib_round_trips_with_pax_size() {
     let scratch = Scratch::new();
     let (env, size) = env_with_sparse_file(&scratch);
     let bundle = scratch.path("b.tar.zst");
@@ -495,7 +495,7 @@ fn sparse_file_over_8_gib_round_trips_with_pax_size() {
 }
 
 #[test]
-fn json_summary_and_ctrl_c_leave_nothing_behind() {
+fn huge_file_json_summary_and_ctrl_c_leave_nothing_behind() {
     let scratch = Scratch::new();
     let (env, _) = env_with_sparse_file(&scratch);
     let bundle = scratch.path("small.tar.zst");

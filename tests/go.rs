@@ -103,7 +103,7 @@ fn stop(mut service: Service) {
 }
 
 #[test]
-fn workspace_services_are_built_reproducibly_and_run_after_unpacking() {
+fn real_env_workspace_services_are_built_reproducibly_and_run_after_unpacking() {
     let scratch = Scratch::new();
     let env = scratch.env("src/env", &["--go"]);
     let first = scratch.path("a.tar.zst");
@@ -208,7 +208,7 @@ fn workspace_services_are_built_reproducibly_and_run_after_unpacking() {
 }
 
 #[test]
-fn collected_binaries_of_every_format_are_parsed_and_foreign_ones_refused() {
+fn real_env_collected_binaries_of_every_format_are_parsed_and_foreign_ones_refused() {
     let scratch = Scratch::new();
     let env = scratch.env("env", &[]);
     let cross = [
@@ -267,7 +267,7 @@ fn collected_binaries_of_every_format_are_parsed_and_foreign_ones_refused() {
 }
 
 #[test]
-fn a_non_trimpath_binary_is_kept_byte_for_byte_with_a_warning() {
+fn real_env_a_non_trimpath_binary_is_kept_byte_for_byte_with_a_warning() {
     let scratch = Scratch::new();
     let env = scratch.env("env", &[]);
     // Built from sources inside the prefix without -trimpath: the prefix is embedded.
@@ -335,7 +335,7 @@ fn a_non_trimpath_binary_is_kept_byte_for_byte_with_a_warning() {
 }
 
 #[test]
-fn a_failing_go_build_shows_the_command_and_writes_no_bundle() {
+fn real_env_a_failing_go_build_shows_the_command_and_writes_no_bundle() {
     let scratch = Scratch::new();
     let env = scratch.env("env", &[]);
     let broken = scratch.path("broken");

@@ -1084,7 +1084,7 @@ fn in_chroot(root: &Path, env: &[(String, String)], script: &str) -> Command {
 }
 
 #[test]
-fn real_base_image_runs_python_c_and_go_in_a_chroot_and_in_podman() {
+fn real_env_base_image_runs_python_c_and_go_in_a_chroot_and_in_podman() {
     if !have_tools(
         "oci end-to-end",
         &["mmdebstrap", "umoci", "skopeo", "chroot", "unshare"],

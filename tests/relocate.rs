@@ -141,7 +141,7 @@ fn fish_round_trip(prefix: &Path) {
 }
 
 #[test]
-fn bundle_relocates_anywhere_without_python_and_again_after_a_move() {
+fn real_env_bundle_relocates_anywhere_without_python_and_again_after_a_move() {
     let scratch = Scratch::new();
     // --smoke: the environment works (Python, C program, scripts, Go) before gopack touches it.
     let env = scratch.env("src/env", &["--go", "--smoke"]);
@@ -200,7 +200,7 @@ fn bundle_relocates_anywhere_without_python_and_again_after_a_move() {
 }
 
 #[test]
-fn a_target_too_long_for_binary_strings_changes_nothing() {
+fn real_env_a_target_too_long_for_binary_strings_changes_nothing() {
     let scratch = Scratch::new();
     let env = scratch.env("env", &[]);
     let bundle = scratch.path("env.tar.zst");
@@ -227,7 +227,7 @@ fn a_target_too_long_for_binary_strings_changes_nothing() {
 }
 
 #[test]
-fn dest_prefix_relocates_at_pack_time() {
+fn real_env_dest_prefix_relocates_at_pack_time() {
     let scratch = Scratch::new();
     let env = scratch.env("src/env", &[]);
     let target = scratch.path("known target/with a longer path/env");

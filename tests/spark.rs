@@ -58,7 +58,7 @@ fn spark_venv() -> PathBuf {
 }
 
 #[test]
-fn spark_runs_numpy_pandas_and_go_from_an_archive_it_unpacked_itself() {
+fn real_env_spark_runs_numpy_pandas_and_go_from_an_archive_it_unpacked_itself() {
     if !have_java() {
         assert!(
             !in_ci(),

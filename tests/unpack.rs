@@ -14,7 +14,7 @@ fn unpack(bundle: &Path, dest: &Path) -> Command {
 }
 
 #[test]
-fn native_unpack_matches_tar_plus_script_and_works() {
+fn real_env_native_unpack_matches_tar_plus_script_and_works() {
     let scratch = Scratch::new();
     let env = scratch.env("src/env", &[]);
     let bundle = scratch.path("env.tar.zst");
