@@ -136,10 +136,10 @@ pub fn unpack(
 }
 
 fn check_destination(dest: &Path, force: bool) -> Result<()> {
-    match std::fs::symlink_metadata(dest) {
+    match fs_err::symlink_metadata(dest) {
         Err(_) => Ok(()),
         Ok(meta) if meta.is_dir() => {
-            let empty = std::fs::read_dir(dest)
+            let empty = fs_err::read_dir(dest)
                 .map_err(|source| Error::io(format!("cannot read `{}`", dest.display()), source))?
                 .next()
                 .is_none();

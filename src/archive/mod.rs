@@ -229,7 +229,7 @@ pub fn check_output(output: &Path, force: bool) -> Result<()> {
     if !dir.is_dir() {
         return Err(Error::OutputDirMissing { path: dir });
     }
-    if !force && std::fs::symlink_metadata(output).is_ok() {
+    if !force && fs_err::symlink_metadata(output).is_ok() {
         return Err(Error::OutputExists {
             path: output.to_path_buf(),
         });

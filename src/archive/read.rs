@@ -541,6 +541,7 @@ pub fn open_bundle(path: &Path) -> Result<TarReader> {
         path: path.to_path_buf(),
         what: what.to_string(),
     };
+    // The error names the bundle already: the plain I/O error, not fs-err's, follows it.
     let meta = std::fs::metadata(path).map_err(|err| bad(format!("cannot open it: {err}")))?;
     if meta.is_dir() {
         return Err(not_a_bundle("a directory"));

@@ -76,7 +76,7 @@ pub fn find_by_name(name: &str, context: &LookupContext) -> Result<PathBuf> {
         if is_env(&candidate) {
             return Some(candidate);
         }
-        if let Ok(entries) = std::fs::read_dir(dir) {
+        if let Ok(entries) = fs_err::read_dir(dir) {
             for entry in entries.flatten() {
                 if is_env(&entry.path()) {
                     found.insert(entry.file_name().to_string_lossy().into_owned());
@@ -94,7 +94,7 @@ pub fn find_by_name(name: &str, context: &LookupContext) -> Result<PathBuf> {
     if let Some(home) = &context.home {
         let list = home.join(".conda/environments.txt");
         searched.push(list.clone());
-        if let Ok(text) = std::fs::read_to_string(&list) {
+        if let Ok(text) = fs_err::read_to_string(&list) {
             for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
                 let prefix = PathBuf::from(line);
                 if !is_env(&prefix) {
@@ -199,7 +199,7 @@ fn envs_dirs(context: &LookupContext, roots: &[PathBuf]) -> Vec<PathBuf> {
         condarcs.push(Path::new(root).join(".condarc"));
     }
     for rc in condarcs {
-        if let Ok(text) = std::fs::read_to_string(&rc) {
+        if let Ok(text) = fs_err::read_to_string(&rc) {
             dirs.extend(
                 condarc_envs_dirs(&text)
                     .into_iter()
@@ -277,8 +277,8 @@ mod tests {
     fn finds_envs_through_condarc_and_lists_names_when_missing() {
         let home = tempfile::tempdir().unwrap();
         let envs = home.path().join("elsewhere/envs");
-        std::fs::create_dir_all(envs.join("ml/conda-meta")).unwrap();
-        std::fs::write(
+        fs_err::create_dir_all(envs.join("ml/conda-meta")).unwrap();
+        fs_err::write(
             home.path().join(".condarc"),
             "envs_dirs:\n  - ~/elsewhere/envs\n",
         )

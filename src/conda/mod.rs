@@ -49,7 +49,7 @@ impl CondaEnv {
             Error::io(format!("cannot resolve `{}`", prefix.display()), source)
         })?;
         let meta_dir = prefix.join("conda-meta");
-        if std::fs::symlink_metadata(&prefix).is_err() {
+        if fs_err::symlink_metadata(&prefix).is_err() {
             return Err(Error::EnvironmentMissing { path: prefix });
         }
         if !meta_dir.is_dir() {
@@ -131,7 +131,7 @@ impl CondaEnv {
     /// every `lib/python*/site-packages` that exists.
     pub fn site_packages(&self) -> Vec<String> {
         let mut dirs = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(self.prefix.join("lib")) {
+        if let Ok(entries) = fs_err::read_dir(self.prefix.join("lib")) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.starts_with("python") && entry.path().join("site-packages").is_dir() {

@@ -9,7 +9,7 @@ use crate::manifest::PipPackage;
 pub fn unmanaged_distributions(env: &CondaEnv) -> Vec<PipPackage> {
     let mut found = Vec::new();
     for site in env.site_packages() {
-        let Ok(entries) = std::fs::read_dir(env.prefix.join(&site)) else {
+        let Ok(entries) = fs_err::read_dir(env.prefix.join(&site)) else {
             continue;
         };
         let mut names: Vec<String> = entries
@@ -24,14 +24,14 @@ pub fn unmanaged_distributions(env: &CondaEnv) -> Vec<PipPackage> {
                 continue;
             }
             let dir = env.prefix.join(&dist_info);
-            let metadata = std::fs::read_to_string(dir.join("METADATA")).unwrap_or_default();
+            let metadata = fs_err::read_to_string(dir.join("METADATA")).unwrap_or_default();
             let field = |key: &str| {
                 metadata
                     .lines()
                     .take_while(|line| !line.is_empty())
                     .find_map(|line| line.strip_prefix(key).map(|v| v.trim().to_string()))
             };
-            let installer = std::fs::read_to_string(dir.join("INSTALLER"))
+            let installer = fs_err::read_to_string(dir.join("INSTALLER"))
                 .ok()
                 .map(|text| text.trim().to_string())
                 .filter(|text| !text.is_empty());

@@ -38,7 +38,7 @@ pub fn read_env_vars(prefix: &Path) -> (Vec<(String, String)>, Vec<String>) {
         vars.push((name.to_string(), value));
     };
     let dir = prefix.join("etc/conda/env_vars.d");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
+    let mut files: Vec<_> = fs_err::read_dir(&dir)
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     files.retain(|path: &std::path::PathBuf| path.extension().is_some_and(|e| e == "json"));
@@ -61,7 +61,7 @@ pub fn read_env_vars(prefix: &Path) -> (Vec<(String, String)>, Vec<String>) {
 }
 
 fn read_json_object(path: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let text = std::fs::read(path).ok()?;
+    let text = fs_err::read(path).ok()?;
     match serde_json::from_slice(&text).ok()? {
         serde_json::Value::Object(object) => Some(object),
         _ => None,

@@ -106,7 +106,7 @@ pub fn find_toolchain(prefix: &Path, explicit: Option<&Path>) -> Result<PathBuf>
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    fs_err::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The environment's workspace file: `$GOWORK` from its activation variables, then
@@ -245,7 +245,7 @@ pub fn targets(
         let modules = match &gowork {
             Some(file) => workspace_modules(file)?,
             None => {
-                let mut found: Vec<PathBuf> = std::fs::read_dir(prefix.join("src"))
+                let mut found: Vec<PathBuf> = fs_err::read_dir(prefix.join("src"))
                     .map(|entries| {
                         entries
                             .flatten()
@@ -495,7 +495,7 @@ mod tests {
     fn reads_use_lines_and_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("go.work");
-        std::fs::write(
+        fs_err::write(
             &file,
             "go 1.26\n\nuse ./a // first\nuse (\n\t./b\n\t\"./c d\"\n)\n",
         )

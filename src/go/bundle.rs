@@ -43,7 +43,7 @@ pub fn add_built_binaries(
         memchr::memmem::Finder::new(plan.prefix.as_os_str().as_encoded_bytes()).into_owned();
     for binary in built {
         let path = go_build::archive_path(&binary);
-        let size = std::fs::metadata(&binary.path)
+        let size = fs_err::metadata(&binary.path)
             .map_err(|source| crate::Error::io("cannot read a built Go binary", source))?
             .len();
         let facts = crate::scan::content::analyse(&binary.path, &path, size, &finder, cancel)?;

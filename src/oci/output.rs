@@ -337,7 +337,7 @@ impl DirOutput {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
-        let exists = std::fs::symlink_metadata(output).is_ok();
+        let exists = fs_err::symlink_metadata(output).is_ok();
         if exists && !force {
             return Err(Error::OutputExists {
                 path: output.to_path_buf(),
@@ -353,16 +353,16 @@ impl DirOutput {
                 .map_err(&fail)?
                 .keep()
                 .join("old");
-            std::fs::rename(output, &aside).map_err(&fail)?;
+            fs_err::rename(output, &aside).map_err(&fail)?;
             Some(aside)
         } else {
             None
         };
         let staged = self.temp.keep();
-        if let Err(source) = std::fs::rename(&staged, output) {
-            let _ = std::fs::remove_dir_all(&staged);
+        if let Err(source) = fs_err::rename(&staged, output) {
+            let _ = fs_err::remove_dir_all(&staged);
             if let Some(aside) = &aside {
-                let _ = std::fs::rename(aside, output);
+                let _ = fs_err::rename(aside, output);
             }
             return Err(fail(source));
         }
@@ -370,10 +370,10 @@ impl DirOutput {
             && let Some(holder) = aside.parent()
         {
             if aside.is_dir() {
-                let _ = std::fs::remove_dir_all(holder);
+                let _ = fs_err::remove_dir_all(holder);
             } else {
-                let _ = std::fs::remove_file(&aside);
-                let _ = std::fs::remove_dir(holder);
+                let _ = fs_err::remove_file(&aside);
+                let _ = fs_err::remove_dir(holder);
             }
         }
         Ok(size)

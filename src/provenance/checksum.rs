@@ -151,7 +151,7 @@ pub fn write_sidecar(bundle: &Path) -> Result<String> {
 /// I/O errors other than the file not existing.
 pub fn remove_stale_sidecar(bundle: &Path) -> Result<()> {
     let sidecar = sidecar_path(bundle);
-    match std::fs::remove_file(&sidecar) {
+    match fs_err::remove_file(&sidecar) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
             format!("cannot remove the stale `{}`", sidecar.display()),
             err,
@@ -167,7 +167,7 @@ pub fn remove_stale_sidecar(bundle: &Path) -> Result<()> {
 /// [`ProvenanceError::ChecksumMismatch`], [`ProvenanceError::BadChecksumFile`], I/O errors.
 pub fn verify_sidecar(bundle: &Path) -> Result<Option<String>> {
     let sidecar = sidecar_path(bundle);
-    let text = match std::fs::read(&sidecar) {
+    let text = match fs_err::read(&sidecar) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => {

@@ -365,7 +365,7 @@ fn check_location(root: &Path, now: &[u8], from: &[u8], report: &mut Report) {
         );
     }
     let here = root.as_os_str().as_bytes();
-    let canonical = std::fs::canonicalize(root).ok();
+    let canonical = fs_err::canonicalize(root).ok();
     let canonical = canonical.as_ref().map(|path| path.as_os_str().as_bytes());
     if now == here || Some(now) == canonical {
         return;
@@ -413,7 +413,7 @@ fn check_entry(context: &Context<'_>, record: &FileRecord) -> Outcome {
         return Outcome::default(); // removed by relocation; Python writes a new one
     }
     let path = context.root.join(std::ffi::OsStr::from_bytes(relative));
-    let meta = match std::fs::symlink_metadata(&path) {
+    let meta = match fs_err::symlink_metadata(&path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return if bytecode_of.is_some() {
@@ -439,7 +439,7 @@ fn check_entry(context: &Context<'_>, record: &FileRecord) -> Outcome {
         PathKind::Symlink if !meta.file_type().is_symlink() => wrong_type("a symlink"),
         PathKind::Symlink => {
             let target = record.target.as_ref().map_or(&[][..], |t| t.0.as_slice());
-            match std::fs::read_link(&path) {
+            match fs_err::read_link(&path) {
                 Ok(now) if now.as_os_str().as_bytes() == target => Outcome::default(),
                 Ok(now) => Outcome::with(Problem::Modified(format!(
                     "it links to `{}`, not `{}`",
@@ -458,7 +458,7 @@ fn check_entry(context: &Context<'_>, record: &FileRecord) -> Outcome {
                 return Outcome::with(Problem::Modified("its target is not listed".into()));
             };
             let same_file =
-                std::fs::symlink_metadata(context.root.join(std::ffi::OsStr::from_bytes(target)))
+                fs_err::symlink_metadata(context.root.join(std::ffi::OsStr::from_bytes(target)))
                     .is_ok_and(|other| other.dev() == meta.dev() && other.ino() == meta.ino());
             if same_file {
                 // Read once, as its target; one file has one mode.
@@ -819,7 +819,7 @@ mod tests {
             let relocated = rewrite_all(&packed, from, now, first);
             let sha = hex::encode(Sha256::digest(&packed));
             let path = dir.path().join("f");
-            std::fs::write(&path, &relocated).unwrap();
+            fs_err::write(&path, &relocated).unwrap();
             let file = File::open(&path).unwrap();
             assert!(
                 text_matches(&file, &record, from, now, packed.len() as u64, &sha).unwrap(),
@@ -829,7 +829,7 @@ mod tests {
             for index in 0..relocated.len() {
                 let mut changed = relocated.clone();
                 changed[index] ^= 0x20;
-                std::fs::write(&path, &changed).unwrap();
+                fs_err::write(&path, &changed).unwrap();
                 let file = File::open(&path).unwrap();
                 assert!(
                     !text_matches(&file, &record, from, now, packed.len() as u64, &sha).unwrap(),

@@ -433,7 +433,7 @@ fn relink(file: &Path, link: &Path) -> Result<()> {
     let dir = link.parent().unwrap_or(Path::new("."));
     let temp = tempfile::Builder::new()
         .prefix(".gopack-link-")
-        .make_in(dir, |temp| std::fs::hard_link(file, temp))
+        .make_in(dir, |temp| fs_err::hard_link(file, temp))
         .map_err(fail)?;
     temp.persist(link).map_err(|err| fail(err.error))?;
     Ok(())

@@ -161,7 +161,7 @@ mod tests {
         data.extend_from_slice(prefix); // straddles the first chunk border
         data.extend(vec![0u8; CHUNK]);
         data.extend_from_slice(prefix);
-        std::fs::write(&path, &data).unwrap();
+        fs_err::write(&path, &data).unwrap();
         let finder = Finder::new(prefix);
         let facts = analyse(
             &path,
@@ -183,7 +183,7 @@ mod tests {
     fn size_change_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        std::fs::write(&path, b"abc").unwrap();
+        fs_err::write(&path, b"abc").unwrap();
         let finder = Finder::new(b"/p");
         assert!(matches!(
             analyse(&path, b"f", 4, &finder, &AtomicBool::new(false)),

@@ -88,7 +88,7 @@ pub fn check_outside_links(
     for (index, line) in outside {
         let entry = &mut entries[index];
         // Follows every link on the way, as reading the file through the link will.
-        match std::fs::metadata(entry.absolute(prefix)) {
+        match fs_err::metadata(entry.absolute(prefix)) {
             Ok(metadata) if metadata.is_file() => {
                 entry.kind = EntryKind::File;
                 entry.mode = metadata.mode() & 0o777;

@@ -129,7 +129,7 @@ pub fn add_generated(
 
 fn is_generated(plan: &Plan, existing: &PlannedEntry) -> bool {
     let path = existing.entry.absolute(&plan.prefix);
-    std::fs::read(path)
+    fs_err::read(path)
         .map(|content| memchr::memmem::find(&content, GENERATED_MARK).is_some())
         .unwrap_or(false)
 }

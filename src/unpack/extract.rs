@@ -205,7 +205,7 @@ impl<'a> Extractor<'a> {
         let parent = relative.as_path().parent().unwrap_or(Path::new(""));
         for part in parent.components() {
             current.push(part);
-            match std::fs::symlink_metadata(&current) {
+            match fs_err::symlink_metadata(&current) {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return Err(Error::HostileEntry {
                         entry: shown.into(),
@@ -311,7 +311,7 @@ impl<'a> Extractor<'a> {
         }
         self.parents(&relative, &shown)?;
         let target = relative.under(self.root);
-        if kind != "dir" && std::fs::symlink_metadata(&target).is_ok() {
+        if kind != "dir" && fs_err::symlink_metadata(&target).is_ok() {
             return Err(hostile("the archive holds it twice".into()));
         }
         match member.kind {
@@ -355,7 +355,7 @@ impl<'a> Extractor<'a> {
     }
 
     fn dir(&mut self, target: &Path, member: &Member) -> Result<()> {
-        match std::fs::symlink_metadata(target) {
+        match fs_err::symlink_metadata(target) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
                 return Err(Error::HostileEntry {
@@ -438,7 +438,7 @@ impl<'a> Extractor<'a> {
             ));
         }
         let source = Inside(link.to_vec()).under(self.root);
-        match std::fs::symlink_metadata(&source) {
+        match fs_err::symlink_metadata(&source) {
             Ok(meta) if meta.is_file() => {}
             _ => {
                 return Err(hostile(
@@ -446,7 +446,7 @@ impl<'a> Extractor<'a> {
                 ));
             }
         }
-        std::fs::hard_link(&source, target)
+        fs_err::hard_link(&source, target)
             .map_err(|err| Error::io(format!("cannot create hard link `{shown}`"), err))
     }
 
@@ -500,15 +500,15 @@ fn create_file(target: &Path, shown: &str) -> Result<std::fs::File> {
 /// Each symlink passed the lexical check alone; resolved together (a link through another
 /// link) they must still end inside the root.
 fn check_symlink_chains(root: &Path, symlinks: &[(String, PathBuf)]) -> Result<()> {
-    let root = std::fs::canonicalize(root)
+    let root = fs_err::canonicalize(root)
         .map_err(|source| Error::io("cannot resolve the staging directory", source))?;
     for (shown, link) in symlinks {
         // The longest part of the link's resolution that exists must be inside the root.
-        let target = std::fs::read_link(link)
+        let target = fs_err::read_link(link)
             .map_err(|source| Error::io("cannot read a symlink", source))?;
         let mut probe = link.parent().unwrap_or(&root).join(target);
         let resolved = loop {
-            match std::fs::canonicalize(&probe) {
+            match fs_err::canonicalize(&probe) {
                 Ok(resolved) => break Some(resolved),
                 Err(_) => {
                     if !probe.pop() {

@@ -122,7 +122,7 @@ fn random_id() -> String {
 }
 
 fn same_file(path: &Path, file: &File) -> bool {
-    match (std::fs::symlink_metadata(path), file.metadata()) {
+    match (fs_err::symlink_metadata(path), file.metadata()) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
@@ -182,7 +182,7 @@ fn take_lock(path: &Path) -> LockState {
 /// Removes a file, symlink or directory tree, making directories writable where that is what
 /// stops the removal (trees with read-only directories). A missing path is not an error.
 pub(super) fn remove_tree(path: &Path) -> std::io::Result<()> {
-    let meta = match std::fs::symlink_metadata(path) {
+    let meta = match fs_err::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(err) => return Err(err),
@@ -190,7 +190,7 @@ pub(super) fn remove_tree(path: &Path) -> std::io::Result<()> {
     if !meta.is_dir() {
         return fs_err::remove_file(path);
     }
-    match std::fs::remove_dir_all(path) {
+    match fs_err::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(err) if sys::is_permission(&err) => {
@@ -204,7 +204,7 @@ pub(super) fn remove_tree(path: &Path) -> std::io::Result<()> {
 fn make_writable(root: &Path) {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+        let Ok(meta) = fs_err::symlink_metadata(&dir) else {
             continue;
         };
         if !meta.is_dir() {
@@ -212,9 +212,9 @@ fn make_writable(root: &Path) {
         }
         let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o700 != 0o700 {
-            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode | 0o700));
+            let _ = fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(mode | 0o700));
         }
-        if let Ok(entries) = std::fs::read_dir(&dir) {
+        if let Ok(entries) = fs_err::read_dir(&dir) {
             stack.extend(entries.flatten().map(|entry| entry.path()));
         }
     }
@@ -245,7 +245,7 @@ fn move_up(ready: &Path, dest: &Path) -> std::io::Result<()> {
     })();
     if result.is_err() {
         for name in moved.iter().rev() {
-            let _ = std::fs::rename(dest.join(name), ready.join(name));
+            let _ = fs_err::rename(dest.join(name), ready.join(name));
         }
     }
     result
@@ -261,13 +261,13 @@ pub(super) fn clean_stale(dest: &Path) {
     if let Some(parent) = dest.parent() {
         clean_in(parent, &tag, dest, false);
     }
-    if std::fs::symlink_metadata(dest).is_ok_and(|meta| meta.is_dir()) {
+    if fs_err::symlink_metadata(dest).is_ok_and(|meta| meta.is_dir()) {
         clean_in(dest, &tag, dest, true);
     }
 }
 
 fn clean_in(dir: &Path, tag: &[u8], dest: &Path, inside: bool) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = fs_err::read_dir(dir) else {
         return;
     };
     let ids: BTreeSet<String> = entries
@@ -287,16 +287,16 @@ fn clean_in(dir: &Path, tag: &[u8], dest: &Path, inside: bool) {
             }
         } else {
             let aside = dir.join(temp_name(OLD, tag, &id, false));
-            if std::fs::symlink_metadata(&aside).is_ok() {
-                let restored = std::fs::symlink_metadata(dest).is_err()
-                    && std::fs::rename(&aside, dest).is_ok();
+            if fs_err::symlink_metadata(&aside).is_ok() {
+                let restored = fs_err::symlink_metadata(dest).is_err()
+                    && fs_err::rename(&aside, dest).is_ok();
                 if !restored && remove_tree(&aside).is_err() {
                     continue;
                 }
             }
         }
         if remove_tree(&dir.join(temp_name(STAGING, tag, &id, false))).is_ok() {
-            let _ = std::fs::remove_file(&lock_path);
+            let _ = fs_err::remove_file(&lock_path);
         }
         drop(lock);
     }
@@ -339,7 +339,7 @@ impl Staging {
                 Error::io("cannot create the destination's parent", err)
             });
         }
-        let existing = std::fs::symlink_metadata(dest).ok();
+        let existing = fs_err::symlink_metadata(dest).ok();
         let is_dir = existing.as_ref().is_some_and(|meta| meta.is_dir());
         let empty = is_dir
             && fs_err::read_dir(dest)
@@ -419,7 +419,7 @@ impl Staging {
             return Ok(());
         }
         let fail = |source| Error::io("cannot set the destination's mode", source);
-        match std::fs::symlink_metadata(&self.dest) {
+        match fs_err::symlink_metadata(&self.dest) {
             Ok(old) if old.is_dir() => {
                 if sys::is_root() {
                     std::os::unix::fs::lchown(&self.dir, Some(old.uid()), Some(old.gid()))
@@ -460,7 +460,7 @@ impl Staging {
             self.dir = ready;
             move_up(&self.dir, &dest).map_err(fail)?;
         } else {
-            match std::fs::symlink_metadata(&dest) {
+            match fs_err::symlink_metadata(&dest) {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                     fs_err::rename(&self.dir, &dest).map_err(fail)?;
                 }
@@ -482,7 +482,7 @@ impl Staging {
             }
         }
         self.done = true;
-        let _ = std::fs::remove_file(&self.lock_path);
+        let _ = fs_err::remove_file(&self.lock_path);
         Ok(())
     }
 
@@ -493,7 +493,7 @@ impl Staging {
         let aside = parent.join(temp_name(OLD, &self.tag, &self.id, false));
         fs_err::rename(&self.dest, &aside)?;
         if let Err(err) = fs_err::rename(&self.dir, &self.dest) {
-            let _ = std::fs::rename(&aside, &self.dest);
+            let _ = fs_err::rename(&aside, &self.dest);
             return Err(err);
         }
         remove_tree(&aside)
@@ -506,7 +506,7 @@ impl Drop for Staging {
             return;
         }
         if remove_tree(&self.dir).is_ok() {
-            let _ = std::fs::remove_file(&self.lock_path);
+            let _ = fs_err::remove_file(&self.lock_path);
         }
     }
 }
@@ -538,7 +538,7 @@ mod tests {
         let dest = dir.path().join("env");
         let (lock, lock_path, id) = create_lock(dir.path(), b"env").unwrap();
         let staging = dir.path().join(temp_name(STAGING, b"env", &id, false));
-        std::fs::create_dir(&staging).unwrap();
+        fs_err::create_dir(&staging).unwrap();
         clean_stale(&dest);
         assert!(staging.is_dir() && lock_path.is_file());
         drop(lock);
@@ -550,10 +550,10 @@ mod tests {
     fn read_only_trees_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("t");
-        std::fs::create_dir_all(tree.join("a/b")).unwrap();
-        std::fs::write(tree.join("a/b/f"), b"x").unwrap();
+        fs_err::create_dir_all(tree.join("a/b")).unwrap();
+        fs_err::write(tree.join("a/b/f"), b"x").unwrap();
         for path in [tree.join("a/b"), tree.join("a")] {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o555)).unwrap();
+            fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o555)).unwrap();
         }
         remove_tree(&tree).unwrap();
         assert!(!tree.exists());

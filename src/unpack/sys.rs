@@ -86,10 +86,10 @@ pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
         Err(err) if !is_unsupported(&err) => return Err(err),
         Err(_) => {}
     }
-    if std::fs::symlink_metadata(to).is_ok() {
+    if fs_err::symlink_metadata(to).is_ok() {
         return Err(std::io::Error::from_raw_os_error(libc::EEXIST));
     }
-    std::fs::rename(from, to)
+    fs_err::rename(from, to)
 }
 
 /// Whether `exchange` failed because it is not available here (old kernel, file system
@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn nofollow_refuses_a_symlink_at_the_final_component() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("real"), b"x").unwrap();
+        fs_err::write(dir.path().join("real"), b"x").unwrap();
         std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
         let opened = std::fs::OpenOptions::new()
             .read(true)
@@ -131,12 +131,12 @@ mod tests {
     fn exchange_swaps_two_names() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::write(&a, b"first").unwrap();
-        std::fs::create_dir(&b).unwrap();
+        fs_err::write(&a, b"first").unwrap();
+        fs_err::create_dir(&b).unwrap();
         match exchange(&a, &b) {
             Ok(()) => {
                 assert!(a.is_dir());
-                assert_eq!(std::fs::read(&b).unwrap(), b"first");
+                assert_eq!(fs_err::read(&b).unwrap(), b"first");
             }
             Err(err) => assert!(is_unsupported(&err), "{err}"),
         }
@@ -150,13 +150,13 @@ mod tests {
             dir.path().join("b"),
             dir.path().join("c"),
         );
-        std::fs::write(&a, b"a").unwrap();
-        std::fs::write(&b, b"b").unwrap();
+        fs_err::write(&a, b"a").unwrap();
+        fs_err::write(&b, b"b").unwrap();
         let err = rename_noreplace(&a, &b).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
-        assert_eq!(std::fs::read(&b).unwrap(), b"b");
+        assert_eq!(fs_err::read(&b).unwrap(), b"b");
         rename_noreplace(&a, &c).unwrap();
-        assert_eq!(std::fs::read(&c).unwrap(), b"a");
+        assert_eq!(fs_err::read(&c).unwrap(), b"a");
     }
 
     #[test]
