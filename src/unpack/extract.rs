@@ -504,8 +504,8 @@ fn check_symlink_chains(root: &Path, symlinks: &[(String, PathBuf)]) -> Result<(
         .map_err(|source| Error::io("cannot resolve the staging directory", source))?;
     for (shown, link) in symlinks {
         // The longest part of the link's resolution that exists must be inside the root.
-        let target = fs_err::read_link(link)
-            .map_err(|source| Error::io("cannot read a symlink", source))?;
+        let target =
+            fs_err::read_link(link).map_err(|source| Error::io("cannot read a symlink", source))?;
         let mut probe = link.parent().unwrap_or(&root).join(target);
         let resolved = loop {
             match fs_err::canonicalize(&probe) {

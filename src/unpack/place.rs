@@ -288,8 +288,8 @@ fn clean_in(dir: &Path, tag: &[u8], dest: &Path, inside: bool) {
         } else {
             let aside = dir.join(temp_name(OLD, tag, &id, false));
             if fs_err::symlink_metadata(&aside).is_ok() {
-                let restored = fs_err::symlink_metadata(dest).is_err()
-                    && fs_err::rename(&aside, dest).is_ok();
+                let restored =
+                    fs_err::symlink_metadata(dest).is_err() && fs_err::rename(&aside, dest).is_ok();
                 if !restored && remove_tree(&aside).is_err() {
                     continue;
                 }
