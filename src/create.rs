@@ -75,6 +75,8 @@ pub fn plan_bundle(
     reporter: &dyn Reporter,
 ) -> Result<Plan> {
     reporter.stage("scanning");
+    // The environment's own path is the prefix the target relocates from.
+    crate::relocate::apply::check_target(prefix.as_os_str().as_encoded_bytes())?;
     let env = CondaEnv::open(prefix)?;
     let inventory = scan::scan(&env, scan_options, reporter)?;
     let mut plan = plan::plan(&env, inventory, plan_options, cancel, reporter)?;

@@ -186,10 +186,10 @@ pub enum Error {
         /// The destination directory.
         path: PathBuf,
     },
-    /// A prefix no relocation can reach.
-    #[error("cannot relocate to `{}`: {reason}", escape_bytes(path.as_os_str().as_encoded_bytes()))]
+    /// A prefix no relocation can start from or go to.
+    #[error("the path `{}` cannot be relocated: {reason}", escape_bytes(path.as_os_str().as_encoded_bytes()))]
     UnreachablePrefix {
-        /// The destination.
+        /// The prefix.
         path: PathBuf,
         /// Why.
         reason: String,

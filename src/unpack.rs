@@ -69,6 +69,8 @@ pub fn unpack(
     reporter: &dyn Reporter,
 ) -> Result<UnpackSummary> {
     let dest = place::resolve_destination(&options.dest)?;
+    // Refused before anything is extracted.
+    crate::relocate::apply::check_target(dest.as_os_str().as_bytes())?;
     place::clean_stale(&dest);
     check_destination(&dest, options.force)?;
     crate::provenance::checksum::verify_sidecar(&options.bundle)?;

@@ -898,3 +898,19 @@ fn a_python_script_whose_path_fits_no_first_line_is_warned_about_by_both_unpack_
         );
     }
 }
+
+#[test]
+fn an_environment_whose_path_holds_a_newline_is_refused_clearly() {
+    let scratch = Scratch::new();
+    let prefix = SyntheticEnv::new(&scratch.path("odd\nenv"))
+        .text("etc/a.conf", "x=@PREFIX@\n")
+        .build();
+    let bundle = scratch.path("b.tar.zst");
+    let stderr = run_fails(&mut create_command(&prefix, &bundle), 1);
+    assert!(
+        stderr.contains("newline") && stderr.contains("odd\\x0aenv"),
+        "{stderr}"
+    );
+    assert!(!bundle.exists());
+    assert_no_leftovers(scratch.dir.path());
+}

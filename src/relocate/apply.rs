@@ -254,8 +254,9 @@ pub fn record_prefix(root: &Path, prefix: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a new prefix that no relocation path can carry: one holding a newline (the sh engine
-/// and every shell that sources `bin/activate` read paths line by line) or a NUL.
+/// Refuses a prefix that no relocation path can carry, as a source or a target: one holding a
+/// newline (the sh engine and every shell that sources `bin/activate` read paths line by line)
+/// or a NUL.
 ///
 /// # Errors
 /// [`Error::UnreachablePrefix`].
@@ -263,7 +264,9 @@ pub fn check_target(to: &[u8]) -> Result<()> {
     if to.contains(&b'\n') || to.contains(&0) {
         return Err(Error::UnreachablePrefix {
             path: PathBuf::from(std::ffi::OsStr::from_bytes(to)),
-            reason: "it holds a newline; choose a path without one".into(),
+            reason: "it holds a newline, which the unpack script and activation cannot carry; \
+                     use a path without one"
+                .into(),
         });
     }
     Ok(())
