@@ -7,14 +7,6 @@ use std::process::Command;
 use crate::util::synthetic::{SyntheticEnv, host_platform};
 use crate::util::*;
 
-fn files_named<'a>(manifest: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
-    manifest["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == path)
-}
-
 #[test]
 fn real_env_packs_with_a_complete_manifest() {
     let scratch = Scratch::new();
@@ -520,36 +512,11 @@ fn huge_file_json_summary_and_ctrl_c_leave_nothing_behind() {
     // exists (an event, not a delay).
     let interrupted = scratch.path("out/interrupted.tar.zst");
     std::fs::create_dir_all(scratch.path("out")).unwrap();
-    let mut child = create_command(&env, &interrupted)
+    let child = create_command(&env, &interrupted)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let partial_exists = || {
-        std::fs::read_dir(scratch.path("out"))
-            .unwrap()
-            .flatten()
-            .any(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(".gopack-partial-")
-            })
-    };
-    while !partial_exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("gopack ended before writing anything: {status}");
-        }
-        std::thread::yield_now();
-    }
-    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("interrupted"),
-        "{}",
-        text(&output)
-    );
-    assert!(!interrupted.exists());
-    assert_no_leftovers(&scratch.path("out"));
+    interrupt_while_writing(child, &interrupted, libc::SIGINT);
 }
 
 #[test]

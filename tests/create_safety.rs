@@ -3,19 +3,11 @@
 //! and SIGTERM or SIGHUP, in the writer or in a Go build, leave no partial file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::util::synthetic::SyntheticEnv;
 use crate::util::*;
-
-fn files_named<'a>(manifest: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
-    manifest["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == path)
-}
 
 /// An environment with links that stay inside (relative, absolute into the prefix, through
 /// another link) and three that lead out: absolute, `..` past the prefix, and through a link.
@@ -72,14 +64,7 @@ fn outside_symlinks_are_refused_with_every_link_listed_until_excluded() {
         ],
     );
     let dest = scratch.path("dest");
-    run_ok(
-        gopack()
-            .arg("unpack")
-            .arg(&bundle)
-            .arg("-d")
-            .arg(&dest)
-            .arg("-q"),
-    );
+    unpack(&bundle, &dest);
     assert_eq!(
         std::fs::read_link(dest.join("lib/ok")).unwrap(),
         Path::new("../a.txt")
@@ -131,14 +116,7 @@ fn copy_outside_links_packs_the_target_file_in_place_of_the_link() {
     }
     assert_eq!(files_named(&manifest, "lib/ok").unwrap()["type"], "symlink");
     let dest = scratch.path("dest");
-    run_ok(
-        gopack()
-            .arg("unpack")
-            .arg(&bundle)
-            .arg("-d")
-            .arg(&dest)
-            .arg("-q"),
-    );
+    unpack(&bundle, &dest);
     for path in ["lib/abs", "lib/rel", "lib/via"] {
         let meta = std::fs::symlink_metadata(dest.join(path)).unwrap();
         assert!(meta.is_file(), "{path} is a regular file");
@@ -188,50 +166,6 @@ fn copy_outside_links_refuses_directories_and_missing_targets() {
     assert_no_leftovers(scratch.dir.path());
 }
 
-/// 16 MiB that zstd cannot compress, from a fixed seed.
-fn incompressible(len: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Waits until `found` holds, failing if `child` ends first or it takes minutes.
-fn wait_for(child: &mut Child, what: &str, mut found: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !found() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("gopack ended ({status}) before {what}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn entries_starting_with(dir: &Path, start: &str) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with(start))
-        .collect()
-}
-
-fn send(child: &Child, signal: libc::c_int) {
-    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-    assert_eq!(sent, 0, "kill failed");
-}
-
 /// Starts a slow `create` (level 19 on incompressible data), sends `signal` once the partial
 /// bundle exists, and checks that gopack exits with 1 and leaves nothing.
 fn signal_while_writing(signal: libc::c_int) {
@@ -244,25 +178,13 @@ fn signal_while_writing(signal: libc::c_int) {
     let out = scratch.path("out");
     std::fs::create_dir_all(&out).unwrap();
     let bundle = out.join("b.tar.zst");
-    let mut child = create_command(&prefix, &bundle)
+    let child = create_command(&prefix, &bundle)
         .args(["--compress-level", "19", "-j", "1", "-q"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(&mut child, "the partial bundle exists", || {
-        !entries_starting_with(&out, ".gopack-partial-").is_empty()
-    });
-    send(&child, signal);
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("interrupted"),
-        "{}",
-        text(&output)
-    );
-    assert!(!bundle.exists());
-    assert_no_leftovers(&out);
+    interrupt_while_writing(child, &bundle, signal);
 }
 
 #[test]
@@ -345,12 +267,7 @@ fn sigterm_during_a_go_build_stops_it_and_leaves_nothing() {
     let mut guard = KillOnDrop(pids.clone());
     send(&child, libc::SIGTERM);
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("interrupted"),
-        "{}",
-        text(&output)
-    );
+    assert_interrupted(&output);
     // `go` was reaped by gopack; its compiler, orphaned, may take a moment to be reaped by init.
     let start = Instant::now();
     while pids.iter().any(|&pid| alive(pid)) && start.elapsed() < Duration::from_secs(10) {

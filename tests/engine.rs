@@ -378,10 +378,6 @@ fn tar_and_script(bundle: &Path, dest: &Path, shell: &str) {
     );
 }
 
-fn native_unpack(bundle: &Path, dest: &Path) {
-    run_ok(gopack().arg("unpack").arg(bundle).arg("-d").arg(dest));
-}
-
 /// Sources `bin/activate` of `prefix` in `shell` (from `cwd`) and prints what it set.
 fn activate_in(shell: &str, prefix: &Path, cwd: &Path, extra_env: &[(&str, &Path)]) -> String {
     let script = "PS1='$ '; . \"$ENV_PREFIX/bin/activate\" || exit 9; \
@@ -419,10 +415,10 @@ fn defect_1_paths_with_quotes_and_command_substitution_activate_and_execute_noth
     let sandbox = scratch.path("cwd");
     std::fs::create_dir_all(&sandbox).unwrap();
     let hostile = "it's $(touch PWNED) `touch PWNED2` \\ $HOME";
-    for (index, unpack) in ["native", "dash", "bash"].iter().enumerate() {
+    for (index, how) in ["native", "dash", "bash"].iter().enumerate() {
         let dest = scratch.path(&format!("d{index}/{hostile}"));
-        match *unpack {
-            "native" => native_unpack(&bundle, &dest),
+        match *how {
+            "native" => unpack(&bundle, &dest),
             shell => tar_and_script(&bundle, &dest, shell),
         }
         for shell in ["dash", "bash", "zsh", "ksh"] {
@@ -430,17 +426,17 @@ fn defect_1_paths_with_quotes_and_command_substitution_activate_and_execute_noth
             let dest_text = dest.display().to_string();
             assert!(
                 out.contains(&format!("prefix={dest_text}\n")),
-                "{unpack}/{shell}: {out}"
+                "{how}/{shell}: {out}"
             );
             assert!(
                 out.contains(&format!("home={dest_text}/share\n")),
-                "{unpack}/{shell}: {out}"
+                "{how}/{shell}: {out}"
             );
-            assert!(out.contains("good=yes\n"), "{unpack}/{shell}: {out}");
+            assert!(out.contains("good=yes\n"), "{how}/{shell}: {out}");
             // The prompt shows the name with every expandable byte replaced.
             assert!(
                 out.contains("ps1=(it_s __touch PWNED_ _touch PWNED2_ _ _HOME) $ "),
-                "{unpack}/{shell}: {out}"
+                "{how}/{shell}: {out}"
             );
         }
         assert_eq!(
@@ -529,7 +525,7 @@ fn defect_4_hard_linked_names_get_the_new_bytes_and_stay_linked() {
     let bundle = scratch.path("b.tar.zst");
     pack(&prefix, &bundle, &[]);
     let native = scratch.path("native");
-    native_unpack(&bundle, &native);
+    unpack(&bundle, &native);
     let script = scratch.path("script");
     tar_and_script(&bundle, &script, "dash");
     for dest in [native, script] {
@@ -578,7 +574,7 @@ fn defect_3_python_scripts_keep_docstring_future_import_and_coding_line() {
         let bundle = scratch.path(&format!("b{index}.tar.zst"));
         pack(&prefix, &bundle, &[]);
         let dest = scratch.path(path);
-        native_unpack(&bundle, &dest);
+        unpack(&bundle, &dest);
         let plain = run_ok(Command::new(dest.join("bin/plain-tool")).arg("a b"));
         assert_eq!(plain, "ok ['a b']\n", "{path}");
         if index == 0 {
@@ -622,7 +618,7 @@ fn dest_prefix_bundles_relocate_from_the_prefix_they_hold_by_both_unpack_paths()
     assert!(said.contains("already relocated"), "{said}");
     // Anywhere else, both paths relocate from the fixed prefix.
     let native = scratch.path("native/app");
-    native_unpack(&bundle, &native);
+    unpack(&bundle, &native);
     let script = scratch.path("script/app");
     tar_and_script(&bundle, &script, "dash");
     for dest in [&native, &script] {
@@ -815,7 +811,7 @@ fn activate_and_deactivate_without_activate_d_scripts_in_every_shell() {
     let bundle = scratch.path("b.tar.zst");
     pack(&prefix, &bundle, &[]);
     let dest = scratch.path("dest/env");
-    native_unpack(&bundle, &dest);
+    unpack(&bundle, &dest);
     let script = "before=$PATH; . \"$ENV_PREFIX/bin/activate\" || exit 9; \
                   [ \"$CONDA_PREFIX\" = \"$ENV_PREFIX\" ] || exit 8; deactivate || exit 7; \
                   [ \"$PATH\" = \"$before\" ] || exit 6; [ -z \"${CONDA_PREFIX+x}\" ] || exit 5; \

@@ -140,14 +140,7 @@ fn real_env_workspace_services_are_built_reproducibly_and_run_after_unpacking() 
     assert_eq!(find(&binaries, "go/bin/go")["origin"], "collected");
 
     let dest = scratch.path("deployed/app");
-    run_ok(
-        gopack()
-            .arg("unpack")
-            .arg(&first)
-            .arg("-d")
-            .arg(&dest)
-            .arg("-q"),
-    );
+    unpack(&first, &dest);
     std::fs::rename(&env, scratch.path("src/gone")).unwrap();
     for name in ["healthcheck", "pprof-agent"] {
         let binary = dest.join("bin").join(name);
@@ -317,14 +310,7 @@ fn real_env_a_non_trimpath_binary_is_kept_byte_for_byte_with_a_warning() {
             .all(|b| b["path"] != "bin/untrimmed")
     );
     let dest = scratch.path("elsewhere/env");
-    run_ok(
-        gopack()
-            .arg("unpack")
-            .arg(&bundle)
-            .arg("-d")
-            .arg(&dest)
-            .arg("-q"),
-    );
+    unpack(&bundle, &dest);
     assert_eq!(sha256_file(&dest.join("bin/untrimmed")), original);
     let version = run_ok(
         Command::new(host_go())

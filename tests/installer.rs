@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::util::synthetic::SyntheticEnv;
-use crate::util::{Scratch, assert_no_leftovers, gopack, pack, run_fails, run_ok, which};
+use crate::util::{Scratch, assert_no_leftovers, gopack, pack, run_fails, run_ok, unpack, which};
 
 /// The tools an installer (and the bundle's gopack-unpack) may use, and nothing else.
 const TOOLS: &[&str] = &[
@@ -294,14 +294,7 @@ fn zstd_payload_and_gopack_reads_installers() {
             "unpacked-{}",
             file.file_name().unwrap().to_string_lossy()
         ));
-        run_ok(
-            gopack()
-                .arg("unpack")
-                .arg(file)
-                .arg("-d")
-                .arg(&dest)
-                .arg("-q"),
-        );
+        unpack(file, &dest);
         assert_eq!(
             std::fs::read_to_string(dest.join("etc/a.txt")).unwrap(),
             format!("x={}\n", dest.display())

@@ -7,12 +7,6 @@ use std::process::Command;
 use crate::util::bundle::{RawEntry, hostile_bundle};
 use crate::util::*;
 
-fn unpack(bundle: &Path, dest: &Path) -> Command {
-    let mut command = gopack();
-    command.arg("unpack").arg(bundle).arg("-d").arg(dest);
-    command
-}
-
 #[test]
 fn real_env_native_unpack_matches_tar_plus_script_and_works() {
     let scratch = Scratch::new();
@@ -20,7 +14,7 @@ fn real_env_native_unpack_matches_tar_plus_script_and_works() {
     let bundle = scratch.path("env.tar.zst");
     pack(&env, &bundle, &["-q"]);
     let dest = scratch.path("target dir/env");
-    run_ok(&mut unpack(&bundle, &dest));
+    run_ok(&mut unpack_command(&bundle, &dest));
     let native = tree_snapshot(&dest);
     std::fs::rename(&dest, scratch.path("native")).unwrap();
     extract(&bundle, &dest);
@@ -50,13 +44,13 @@ fn real_env_native_unpack_matches_tar_plus_script_and_works() {
     assert!(out.contains("already relocated"), "{out}");
 
     // A non-empty destination needs -f, which replaces it whole.
-    let stderr = run_fails(&mut unpack(&bundle, &dest), 1);
+    let stderr = run_fails(&mut unpack_command(&bundle, &dest), 1);
     assert!(
         stderr.contains("not empty") && stderr.contains("-f"),
         "{stderr}"
     );
     std::fs::write(dest.join("stray-file"), b"x").unwrap();
-    run_ok(unpack(&bundle, &dest).arg("-f"));
+    run_ok(unpack_command(&bundle, &dest).arg("-f"));
     assert!(!dest.join("stray-file").exists());
     assert_no_leftovers(dest.parent().unwrap());
 }
@@ -108,7 +102,7 @@ fn hostile_bundles_are_refused_and_nothing_is_written() {
         hostile_bundle(&bundle, &entries);
         let dest = scratch.path(&format!("out/{name}/env"));
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        let stderr = run_fails(&mut unpack(&bundle, &dest), 1);
+        let stderr = run_fails(&mut unpack_command(&bundle, &dest), 1);
         assert!(stderr.contains(&format!("`{named}`")), "{name}: {stderr}");
         assert!(!dest.exists(), "{name}: destination was created");
         assert_no_leftovers(dest.parent().unwrap());
@@ -121,14 +115,7 @@ fn hostile_bundles_are_refused_and_nothing_is_written() {
 fn corrupt_truncated_and_tampered_bundles_are_refused() {
     let scratch = Scratch::new();
     // Enough incompressible bytes that the middle of the bundle is file content.
-    let mut noise = Vec::with_capacity(1 << 20);
-    let mut state = 0x1234_5678_u32;
-    for _ in 0..(1 << 20) {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        noise.push(state as u8);
-    }
+    let noise = incompressible(1 << 20);
     let env = crate::util::synthetic::SyntheticEnv::new(&scratch.path("env"))
         .text("etc/greeting.txt", "Greetings from the gopack tests\n")
         .file("share/noise.bin", &noise, 0o644)
@@ -146,7 +133,7 @@ fn corrupt_truncated_and_tampered_bundles_are_refused() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     for bad in [&corrupt, &truncated] {
         let dest = scratch.path("dest/env");
-        let stderr = run_fails(&mut unpack(bad, &dest), 1);
+        let stderr = run_fails(&mut unpack_command(bad, &dest), 1);
         assert!(
             stderr.contains("corrupt") || stderr.contains("truncated"),
             "{stderr}"
@@ -163,7 +150,7 @@ fn corrupt_truncated_and_tampered_bundles_are_refused() {
     tar_bytes[at] = b'g';
     std::fs::write(&plain, &tar_bytes).unwrap();
     let dest = scratch.path("dest/env");
-    let stderr = run_fails(&mut unpack(&plain, &dest), 1);
+    let stderr = run_fails(&mut unpack_command(&plain, &dest), 1);
     assert!(stderr.contains("does not match its sha256"), "{stderr}");
     assert!(!dest.exists());
 
@@ -177,7 +164,7 @@ fn corrupt_truncated_and_tampered_bundles_are_refused() {
             .arg(&env)
             .arg("etc"),
     );
-    let stderr = run_fails(&mut unpack(&foreign, &dest), 1);
+    let stderr = run_fails(&mut unpack_command(&foreign, &dest), 1);
     assert!(stderr.contains("not written by gopack"), "{stderr}");
     let stderr = run_fails(gopack().arg("inspect").arg(&foreign), 1);
     assert!(stderr.contains("not written by gopack"), "{stderr}");

@@ -15,12 +15,6 @@ use crate::util::bundle::{HandBundle, Raw, header, write_maybe_zstd};
 use crate::util::synthetic::SyntheticEnv;
 use crate::util::*;
 
-fn unpack(bundle: &Path, dest: &Path) -> Command {
-    let mut command = gopack();
-    command.arg("unpack").arg(bundle).arg("-d").arg(dest);
-    command
-}
-
 fn inspect(bundle: &Path) -> Command {
     let mut command = gopack();
     command.arg("inspect").arg(bundle);
@@ -155,7 +149,7 @@ fn bomb_unlisted_entry_is_refused_before_it_is_written() {
         .write(&bundle);
     assert!(std::fs::metadata(&bundle).unwrap().len() < 64 * 1024);
     let dest = scratch.path("out/env");
-    let stderr = refused(&mut file_size_limited(&unpack(&bundle, &dest)));
+    let stderr = refused(&mut file_size_limited(&unpack_command(&bundle, &dest)));
     assert!(stderr.contains("`bomb` is not listed"), "{stderr}");
     assert!(!dest.exists());
     assert_no_leftovers(&scratch.path("out"));
@@ -171,7 +165,7 @@ fn bomb_entry_larger_than_its_listing_is_refused_before_it_is_written() {
     manifest["files"][0]["sha256"] = hex::encode(sha2::Sha256::digest(b"abc")).into();
     hand.write_with(&bundle, &manifest);
     let dest = scratch.path("out/env");
-    let stderr = refused(&mut file_size_limited(&unpack(&bundle, &dest)));
+    let stderr = refused(&mut file_size_limited(&unpack_command(&bundle, &dest)));
     assert!(
         stderr.contains("`big` differs from the manifest (16777216 bytes, the manifest says 3)"),
         "{stderr}"
@@ -199,7 +193,7 @@ fn huge_manifest_is_refused_before_it_is_read() {
     std::fs::write(&bundle, &tar).unwrap();
     for command in [
         &mut inspect(&bundle),
-        &mut unpack(&bundle, &scratch.path("out/env")),
+        &mut unpack_command(&bundle, &scratch.path("out/env")),
     ] {
         let stderr = refused(command);
         assert!(
@@ -226,7 +220,7 @@ fn gopack_metadata_files_are_verified() {
         let tampered = scratch.path("tampered.tar");
         std::fs::write(&tampered, &altered).unwrap();
         let dest = scratch.path("out/env");
-        let stderr = refused(&mut unpack(&tampered, &dest));
+        let stderr = refused(&mut unpack_command(&tampered, &dest));
         assert!(
             stderr.contains(&format!("`{name}` does not match its sha256")),
             "{stderr}"
@@ -245,7 +239,7 @@ fn gopack_metadata_files_are_verified() {
         assert!(listed.iter().any(|p| p == name), "{name} not listed");
     }
     assert!(!listed.iter().any(|p| p == ".gopack/manifest.json"));
-    run_ok(&mut unpack(&bundle, &scratch.path("out/env")));
+    run_ok(&mut unpack_command(&bundle, &scratch.path("out/env")));
 }
 
 #[test]
@@ -267,12 +261,12 @@ fn unlisted_gopack_files_symlinks_hard_links_and_directories_are_refused() {
         hand.clone().unlisted().write(&bundle);
         // Listed, the same bundle unpacks.
         hand.write(&scratch.path("listed.tar"));
-        run_ok(&mut unpack(
+        run_ok(&mut unpack_command(
             &scratch.path("listed.tar"),
             &scratch.path(&format!("ok/{case}")),
         ));
         let dest = scratch.path(&format!("out/{case}"));
-        let stderr = refused(&mut unpack(&bundle, &dest));
+        let stderr = refused(&mut unpack_command(&bundle, &dest));
         assert!(
             stderr.contains(&format!("`{named}` is not listed in the manifest")),
             "{case}: {stderr}"
@@ -339,7 +333,7 @@ fn listed_entries_must_match_their_type_size_mode_and_target() {
         let bundle = scratch.path(&format!("{case}.tar"));
         hand.write_with(&bundle, &manifest);
         let dest = scratch.path(&format!("out/{case}"));
-        let stderr = refused(&mut unpack(&bundle, &dest));
+        let stderr = refused(&mut unpack_command(&bundle, &dest));
         assert!(
             stderr.contains("differs from the manifest") && stderr.contains(words),
             "{case}: {stderr}"
@@ -360,7 +354,7 @@ fn zeroed_zstd_checksum_is_refused() {
     let zeroed = scratch.path("zeroed.tar.zst");
     std::fs::write(&zeroed, &bytes).unwrap();
     let dest = scratch.path("out/env");
-    let stderr = refused(&mut unpack(&zeroed, &dest));
+    let stderr = refused(&mut unpack_command(&zeroed, &dest));
     assert!(stderr.contains("corrupt"), "{stderr}");
     assert!(!dest.exists());
     assert_no_leftovers(&scratch.path("out"));
@@ -369,12 +363,12 @@ fn zeroed_zstd_checksum_is_refused() {
     tar.extend_from_slice(b"appended");
     let appended = scratch.path("appended.tar.zst");
     write_maybe_zstd(&appended, &tar);
-    let stderr = refused(&mut unpack(&appended, &dest));
+    let stderr = refused(&mut unpack_command(&appended, &dest));
     assert!(
         stderr.contains("data follows the end of the archive"),
         "{stderr}"
     );
-    run_ok(&mut unpack(&bundle, &dest));
+    run_ok(&mut unpack_command(&bundle, &dest));
 }
 
 trait ManifestTar {
@@ -460,7 +454,7 @@ fn hostile_manifest_records_are_refused_without_panic_or_abort() {
         let stderr = refused(&mut inspect(&bundle));
         assert!(stderr.contains(words), "{case}: {stderr}");
         let dest = scratch.path(&format!("out/{case}"));
-        let stderr = refused(&mut unpack(&bundle, &dest));
+        let stderr = refused(&mut unpack_command(&bundle, &dest));
         assert!(stderr.contains(words), "{case}: {stderr}");
         assert!(!dest.exists());
         assert_no_leftovers(&scratch.path("out"));
@@ -499,7 +493,7 @@ fn failed_final_rename_leaves_no_staging() {
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    let stderr = refused(unpack(&bundle, Path::new("/")).arg("-f"));
+    let stderr = refused(unpack_command(&bundle, Path::new("/")).arg("-f"));
     assert!(stderr.contains("root directory"), "{stderr}");
     let after: Vec<_> = std::fs::read_dir("/")
         .unwrap()
@@ -595,7 +589,7 @@ fn stopped_in_a_file(
 ) -> (std::process::Child, std::fs::File) {
     let fifo = scratch.path("bundle.fifo");
     run_ok(Command::new("mkfifo").arg(&fifo));
-    let child = unpack(&fifo, dest)
+    let child = unpack_command(&fifo, dest)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -655,7 +649,7 @@ fn killed_unpack_leftovers_are_cleaned_by_the_next_run() {
         "the killed run left nothing to clean"
     );
     let bundle = packed(&scratch, "env.tar.zst");
-    run_ok(&mut unpack(&bundle, &dest));
+    run_ok(&mut unpack_command(&bundle, &dest));
     assert!(dest.join("etc/a.txt").is_file());
     assert_no_leftovers(&scratch.path("out"));
 }
@@ -723,11 +717,11 @@ fn force_replace_killed_between_renames_is_rolled_back() {
     std::fs::create_dir_all(out.join(format!(".gopack-unpack-env-{id}/etc"))).unwrap();
     std::fs::write(out.join(format!(".gopack-unpack-env-{id}.lock")), b"").unwrap();
     // The next run puts the old tree back: then the destination is not empty.
-    let stderr = refused(&mut unpack(&bundle, &dest));
+    let stderr = refused(&mut unpack_command(&bundle, &dest));
     assert!(stderr.contains("not empty"), "{stderr}");
     assert_eq!(std::fs::read(dest.join("lib/old.txt")).unwrap(), b"old");
     assert_no_leftovers(&out);
-    run_ok(unpack(&bundle, &dest).arg("-f"));
+    run_ok(unpack_command(&bundle, &dest).arg("-f"));
     assert!(dest.join("etc/a.txt").is_file() && !dest.join("lib").exists());
     assert_no_leftovers(&out);
     // Replacing a file, and a tree with read-only directories, leaves nothing either.
@@ -736,10 +730,10 @@ fn force_replace_killed_between_renames_is_rolled_back() {
         std::fs::Permissions::from_mode(0o555),
     )
     .unwrap();
-    run_ok(unpack(&bundle, &dest).arg("-f"));
+    run_ok(unpack_command(&bundle, &dest).arg("-f"));
     let file_dest = out.join("file");
     std::fs::write(&file_dest, b"not a directory").unwrap();
-    run_ok(unpack(&bundle, &file_dest).arg("-f"));
+    run_ok(unpack_command(&bundle, &file_dest).arg("-f"));
     assert!(file_dest.join("etc/a.txt").is_file());
     assert_no_leftovers(&out);
 }
@@ -757,7 +751,7 @@ fn killed_move_up_inside_the_destination_is_finished_by_the_next_run() {
     std::fs::write(ready.join("b"), b"b").unwrap();
     std::fs::write(dest.join("c"), b"c").unwrap();
     std::fs::write(dest.join(format!(".gopack-unpack-env-{id}.lock")), b"").unwrap();
-    let stderr = refused(&mut unpack(&bundle, &dest));
+    let stderr = refused(&mut unpack_command(&bundle, &dest));
     assert!(stderr.contains("not empty"), "{stderr}");
     let mut names: Vec<String> = std::fs::read_dir(&dest)
         .unwrap()
@@ -786,7 +780,7 @@ fn unpack_into_empty_dest_under_a_read_only_parent_as_non_root() {
     } else {
         std::fs::set_permissions(&opt, std::fs::Permissions::from_mode(0o555)).unwrap();
     }
-    let output = wrapped(&unpack(&bundle, &app), None, true)
+    let output = wrapped(&unpack_command(&bundle, &app), None, true)
         .output()
         .unwrap();
     if !is_root() {
@@ -804,7 +798,7 @@ fn unpack_into_empty_dest_under_a_read_only_parent_as_non_root() {
     assert_no_leftovers(&app);
     assert_no_leftovers(&opt);
     // Not empty, it cannot be replaced there: a clear refusal, nothing left.
-    let output = wrapped(unpack(&bundle, &app).arg("-f"), None, true)
+    let output = wrapped(unpack_command(&bundle, &app).arg("-f"), None, true)
         .output()
         .unwrap();
     if is_root() {
@@ -872,7 +866,7 @@ fn inspect_escapes_control_characters() {
         .raw(b"a\x1b[2Jb\xff", tar::EntryType::Regular, b"", b"x")
         .unlisted()
         .write(&bundle);
-    let stderr = refused(&mut unpack(&bundle, &scratch.path("out/env")));
+    let stderr = refused(&mut unpack_command(&bundle, &scratch.path("out/env")));
     assert!(stderr.contains("a\\x1b[2Jb\\xff"), "{stderr}");
 }
 
@@ -903,7 +897,11 @@ fn modes_follow_gnu_tar_root_keeps_them_others_get_the_umask() {
     let bundle = moded_bundle(&scratch);
     if is_root() {
         let dest = scratch.path("root/env");
-        run_ok(&mut wrapped(&unpack(&bundle, &dest), Some("077"), false));
+        run_ok(&mut wrapped(
+            &unpack_command(&bundle, &dest),
+            Some("077"),
+            false,
+        ));
         assert_eq!(mode_of(&dest.join("etc/a.txt")), 0o644);
         assert_eq!(mode_of(&dest.join("bin/tool")), 0o755);
         assert_eq!(mode_of(&dest.join("share")), 0o755);
@@ -917,7 +915,7 @@ fn modes_follow_gnu_tar_root_keeps_them_others_get_the_umask() {
         std::fs::create_dir_all(&kept).unwrap();
         std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o711)).unwrap();
         std::os::unix::fs::chown(&kept, Some(65534), Some(65534)).unwrap();
-        run_ok(&mut unpack(&bundle, &kept));
+        run_ok(&mut unpack_command(&bundle, &kept));
         use std::os::unix::fs::MetadataExt;
         assert_eq!(mode_of(&kept), 0o711);
         assert_eq!(kept.metadata().unwrap().uid(), 65534);
@@ -929,7 +927,11 @@ fn modes_follow_gnu_tar_root_keeps_them_others_get_the_umask() {
         std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
     }
     let dest = home.join("env");
-    run_ok(&mut wrapped(&unpack(&bundle, &dest), Some("027"), true));
+    run_ok(&mut wrapped(
+        &unpack_command(&bundle, &dest),
+        Some("027"),
+        true,
+    ));
     assert_eq!(mode_of(&dest), 0o750);
     assert_eq!(mode_of(&dest.join("etc/a.txt")), 0o640);
     assert_eq!(mode_of(&dest.join("bin/tool")), 0o750);
@@ -1004,7 +1006,7 @@ fn non_bundles_are_named_and_no_raw_bytes_are_printed() {
         std::fs::write(&path, &bytes).unwrap();
         for command in [
             &mut inspect(&path),
-            &mut unpack(&path, &scratch.path("out/env")),
+            &mut unpack_command(&path, &scratch.path("out/env")),
         ] {
             let stderr = refused(command);
             assert!(
@@ -1031,7 +1033,7 @@ fn non_bundles_are_named_and_no_raw_bytes_are_printed() {
     header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
     let garbage = scratch.path("garbage.tar");
     std::fs::write(&garbage, &tar).unwrap();
-    let stderr = refused(&mut unpack(&garbage, &scratch.path("out/env")));
+    let stderr = refused(&mut unpack_command(&garbage, &scratch.path("out/env")));
     assert!(stderr.contains("size: not an octal number"), "{stderr}");
     assert_no_leftovers(&scratch.path(""));
 }

@@ -93,16 +93,7 @@ pub fn build(inputs: Inputs<'_>) -> Value {
     }
     let run = run.as_object_mut().expect("an object");
 
-    let mut env: Vec<String> = run
-        .get("Env")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut env: Vec<String> = super::inspect::strings(run.get("Env"));
     let bin = format!("{dest}/bin");
     let path = get(&env, "PATH").unwrap_or(DEFAULT_PATH).to_string();
     if path.split(':').next() != Some(bin.as_str()) {

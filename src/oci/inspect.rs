@@ -120,7 +120,8 @@ fn json(source: &Source, name: &str, digest: Option<&str>) -> Result<Value, Stri
     serde_json::from_slice(&bytes).map_err(|err| format!("`{name}` is not valid JSON: {err}"))
 }
 
-fn strings(value: Option<&Value>) -> Vec<String> {
+/// The strings of a JSON array (others and non-strings left out; nothing when absent).
+pub(super) fn strings(value: Option<&Value>) -> Vec<String> {
     value
         .and_then(Value::as_array)
         .map(|list| {

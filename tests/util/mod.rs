@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 pub mod bundle;
 pub mod synthetic;
@@ -146,6 +147,18 @@ pub fn pack(prefix: &Path, output: &Path, args: &[&str]) -> String {
     )
 }
 
+/// `gopack unpack BUNDLE -d DEST`, for more arguments and a check of its outcome.
+pub fn unpack_command(bundle: &Path, dest: &Path) -> Command {
+    let mut command = gopack();
+    command.arg("unpack").arg(bundle).arg("-d").arg(dest);
+    command
+}
+
+/// `gopack unpack -q BUNDLE -d DEST`, asserting success.
+pub fn unpack(bundle: &Path, dest: &Path) {
+    run_ok(unpack_command(bundle, dest).arg("-q"));
+}
+
 /// The bundle's manifest, through `gopack inspect --json`.
 pub fn manifest(bundle: &Path) -> serde_json::Value {
     let out = run_ok(gopack().arg("inspect").arg("--json").arg(bundle));
@@ -256,4 +269,83 @@ pub fn assert_no_leftovers(dir: &Path) {
         "left behind in {}: {left:?}",
         dir.display()
     );
+}
+
+/// Bytes that zstd cannot compress, from a fixed seed.
+pub fn incompressible(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Waits until `found` holds, failing if `child` ends first or it takes minutes.
+pub fn wait_for(child: &mut Child, what: &str, mut found: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !found() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("gopack ended ({status}) before {what}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn entries_starting_with(dir: &Path, start: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(start))
+        .collect()
+}
+
+pub fn send(child: &Child, signal: libc::c_int) {
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(sent, 0, "kill failed");
+}
+
+/// Sends `signal` to a running `create` of `bundle` once its partial file exists, then checks
+/// that gopack exits with 1, says it was interrupted, and leaves nothing beside the output.
+pub fn interrupt_while_writing(mut child: Child, bundle: &Path, signal: libc::c_int) {
+    let out = bundle.parent().unwrap();
+    wait_for(&mut child, "the partial bundle exists", || {
+        !entries_starting_with(out, ".gopack-partial-").is_empty()
+    });
+    send(&child, signal);
+    assert_interrupted(&child.wait_with_output().unwrap());
+    assert!(!bundle.exists());
+    assert_no_leftovers(out);
+}
+
+/// Asserts that gopack stopped on a signal as it should: exit code 1, "interrupted".
+pub fn assert_interrupted(output: &Output) {
+    assert_eq!(output.status.code(), Some(1), "{}", text(output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("interrupted"),
+        "{}",
+        text(output)
+    );
+}
+
+/// The manifest's record of `path`.
+pub fn files_named<'a>(
+    manifest: &'a serde_json::Value,
+    path: &str,
+) -> Option<&'a serde_json::Value> {
+    manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path)
 }
