@@ -374,3 +374,35 @@ fn gzip_output_is_the_same_for_any_thread_count() {
     assert_eq!(sums[1], sums[3]);
     assert_eq!(sums[1], sums[5]);
 }
+
+#[test]
+fn staging_left_by_a_killed_install_is_removed_by_the_next_one() {
+    let scratch = Scratch::new();
+    let prefix = env_with_prefix(&scratch);
+    let file = scratch.path("app.sh");
+    pack(&prefix, &file, &[]);
+    let bin = tool_dir(&scratch.path("bin"), false, TOOLS);
+    // A process id that is gone (a child that ran and was reaped), and one that is alive.
+    let gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    let mut gone = gone;
+    gone.wait().unwrap();
+    let alive = std::process::id();
+    let parent = scratch.path("opt");
+    let dest = parent.join("app");
+    std::fs::create_dir_all(&dest).unwrap();
+    // What a kill -9 leaves: staging beside DEST, and inside an empty DEST.
+    let stale_beside = parent.join(format!(".gopack-install.{gone_pid}"));
+    let stale_inside = dest.join(format!(".gopack-install.{gone_pid}"));
+    let live = parent.join(format!(".gopack-install.{alive}"));
+    for dir in [&stale_beside, &stale_inside, &live] {
+        std::fs::create_dir_all(dir.join("half/extracted")).unwrap();
+    }
+    run_ok(installer(&["dash"], &file, &bin).arg("-d").arg(&dest));
+    assert!(!stale_beside.exists() && !stale_inside.exists());
+    assert!(live.exists(), "a running install's staging was removed");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("etc/a.txt")).unwrap(),
+        format!("x={}\n", dest.display())
+    );
+}

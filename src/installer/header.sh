@@ -187,6 +187,18 @@ trap 'exit 129' HUP
 
 gi_inside=
 gi_replace=
+# A run killed before it could clean up left its staging directory (named after its process
+# id) beside DEST or inside it: remove those whose process is gone, before DEST is judged empty.
+gi_clean_stale() {
+  for gi_old in "$1"/.gopack-install.*; do
+    [ -d "$gi_old" ] && [ ! -h "$gi_old" ] || continue
+    gi_pid=${gi_old##*.}
+    case $gi_pid in '' | *[!0-9]*) continue ;; esac
+    kill -0 "$gi_pid" 2>/dev/null || rm -rf -- "$gi_old"
+  done
+}
+gi_clean_stale "$gi_parent"
+if [ -d "$gi_dest" ] && [ ! -h "$gi_dest" ]; then gi_clean_stale "$gi_dest"; fi
 if [ -e "$gi_dest" ] || [ -h "$gi_dest" ]; then
   if [ -d "$gi_dest" ] && [ ! -h "$gi_dest" ] && [ -z "$(ls -A "$gi_dest")" ]; then
     if [ ! -w "$gi_parent" ]; then
