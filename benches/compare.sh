@@ -1,14 +1,60 @@
 #!/usr/bin/env bash
-# Whole-process comparison, in one run on one machine: gopack vs the floor
-# (`tar -cf - . | zstd -3 -T0`) vs conda-pack 0.9.2 (`conda-pack -p ENV -o x.tar.gz -j 2`), on
-# a benchmark environment of >= 500 MB and >= 20,000 files built by the fixture builder
-# (CPython + NumPy + pandas + a Go toolchain, plus SciPy installed by pip as unmanaged files).
+# Whole-process comparison, in one run on one machine, at one or more environment sizes:
 #
-# usage: benches/compare.sh [WORKDIR]      (default: target/compare)
-# Needs: python3 (conda-pack is installed from PyPI into a venv), GNU tar, zstd, GNU time.
+#   pack      the floor `tar -cf - . | zstd -3 -T0`, `gopack create`, and conda-pack 0.9.2
+#             (`conda-pack -p ENV -o x.tar.gz -j 2`);
+#   unpack    the floor `zstd -dc gopack.tar.zst | tar -xf -` (same bundle, no checks),
+#             `gopack unpack` (extract + verify + relocate), and conda-pack's
+#             `tar -xzf` + `bin/conda-unpack`;
+#   relocate  on the target, after a plain `tar -xf` of the gopack bundle:
+#             `dash bin/gopack-unpack -q` (its default path: .gopack/relocate when the bundle
+#             has it) and `GOPACK_UNPACK_SH=1 dash bin/gopack-unpack -q` (the POSIX-sh path),
+#             against `bin/conda-unpack` after `tar -xzf` of conda-pack's archive.
+#
+# The environment: fixtures/build_env.py --go --pandas, plus SciPy installed by pip (>= 500 MB,
+# >= 20,000 files), scaled by fixtures/scale_env.py: factor N holds N copies of the big packages
+# (numpy, pandas, scipy, go, ...) and 300 x N prefix-holding text files (see fixtures/README.md).
+# Each scaled environment is built once and cached in WORKDIR (rebuilt when the fixture
+# scripts change). Every run goes into a fresh directory on WORKDIR's filesystem; the rm -rf
+# before it and a `sync` are not timed. Seconds and peak RSS are GNU time's %e and %M.
+#
+# usage: benches/compare.sh [--factors "1 10"] [WORKDIR]     (defaults: "1", target/compare)
+# Extra scale_env.py arguments (e.g. "--big-files 4 --big-size 1000000000"): $SCALE_ENV_ARGS.
+# Needs: python3 (conda-pack is installed from PyPI into a venv), GNU tar, zstd, GNU time
+# (/usr/bin/time), dash, cargo. Disk: about 3x the environment's size per factor at a time
+# (the environment, the archives and one unpacked copy); factor 10 is ~6 GB of environment.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-work=${1:-$repo/target/compare}
+
+die() { echo "compare.sh: $*" >&2; exit 1; }
+usage() { sed -n '/^# usage:/,/^# Needs:/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+factors=1
+work=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --factors) [ $# -ge 2 ] || usage; factors=$2; shift 2 ;;
+    --factors=*) factors=${1#*=}; shift ;;
+    -h|--help) usage ;;
+    -*) echo "compare.sh: unknown option $1" >&2; usage ;;
+    *) [ -z "$work" ] || usage; work=$1; shift ;;
+  esac
+done
+for f in $factors; do
+  case $f in ''|*[!0-9]*|0*) die "--factors takes positive whole numbers, got '$f'" ;; esac
+done
+[ -n "${factors// /}" ] || die "--factors is empty"
+
+# The tools, before anything slow.
+for t in python3 tar zstd dash cargo; do
+  command -v "$t" >/dev/null 2>&1 || die "needs $t on PATH (not found)"
+done
+[ -x /usr/bin/time ] && /usr/bin/time --version 2>&1 | grep -q GNU ||
+  die "needs GNU time at /usr/bin/time (Debian/Ubuntu: apt-get install time)"
+tar --version 2>/dev/null | grep -q 'GNU tar' || die "needs GNU tar"
+dash=$(command -v dash)
+
+work=${work:-$repo/target/compare}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 env_dir=$work/bench-env
@@ -20,44 +66,170 @@ gopack=$repo/target/release/gopack
 if [ ! -d "$env_dir/conda-meta" ]; then
   rm -rf "$env_dir"
   python3 "$repo/fixtures/build_env.py" "$env_dir" --go --pandas --quiet
-  "$env_dir/bin/python3.11" -m pip install --quiet --no-warn-script-location scipy==1.14.1
+  "$env_dir/bin/python3.11" -m pip install --quiet --no-warn-script-location \
+    --root-user-action=ignore scipy==1.14.1
 fi
 if [ ! -x "$work/venv/bin/conda-pack" ]; then
   python3 -m venv "$work/venv"
   "$work/venv/bin/pip" install --quiet conda-pack==0.9.2
 fi
 
-size_mb=$(du -s --apparent-size --block-size=1M "$env_dir" | cut -f1)
-files=$(find "$env_dir" -type f | wc -l)
-echo "environment: $env_dir — ${size_mb} MB apparent, $files files, $cores cores"
-
-# Warm the page cache so every contender reads from memory.
-tar -cf - -C "$env_dir" . >/dev/null
-
-measure() { # name command... ; prints "name seconds peak_rss_mb"
-  local name=$1
-  shift
-  /usr/bin/time -f "%e %M" -o "$work/$name.time" "$@" >/dev/null 2>"$work/$name.log" || {
-    echo "$name failed:"; cat "$work/$name.log"; exit 1; }
-  read -r secs rss_kb <"$work/$name.time"
-  printf '%s %s %s\n' "$name" "$secs" $((rss_kb / 1024))
+# The scaled environment of factor $1, built once: $work/env-x$1, stamped with what made it.
+scaled_env() {
+  local f=$1 dir=$work/env-x$1 key
+  # shellcheck disable=SC2086
+  key="$(cat "$repo/fixtures/scale_env.py" "$repo/fixtures/build_env.py" | sha256sum | cut -c1-16)"
+  key="$key $(stat -c %Y "$env_dir/conda-meta/history") --factor $f --text-files $((300 * f)) ${SCALE_ENV_ARGS:-}"
+  if [ ! -d "$dir/conda-meta" ] || [ "$(cat "$dir.key" 2>/dev/null)" != "$key" ]; then
+    rm -rf "$dir" "$dir.key"
+    echo "building the ${f}x environment in $dir ..." >&2
+    # shellcheck disable=SC2086
+    python3 "$repo/fixtures/scale_env.py" "$env_dir" "$dir" --factor "$f" \
+      --text-files $((300 * f)) ${SCALE_ENV_ARGS:-} --quiet >&2
+    printf '%s\n' "$key" >"$dir.key"
+  fi
+  printf '%s\n' "$dir"
 }
 
-rm -f "$work"/floor.tar.zst "$work"/gopack.tar.zst "$work"/conda-pack.tar.gz
-floor=$(measure floor sh -c "tar -cf - -C '$env_dir' . | zstd -3 -T0 -q -o '$work/floor.tar.zst'")
-gp=$(measure gopack "$gopack" create -q -p "$env_dir" -o "$work/gopack.tar.zst")
-cp=$(measure conda-pack "$work/venv/bin/conda-pack" -q -p "$env_dir" -o "$work/conda-pack.tar.gz" -j 2 --ignore-missing-files)
+# measure NAME COMMAND... : runs it under GNU time; sets secs and rss (MB) and records them.
+measure() {
+  local name=$1 kb
+  shift
+  /usr/bin/time -f "%e %M" -o "$out/$name.time" "$@" >"$out/$name.log" 2>&1 || {
+    echo "$name failed:" >&2; tail -n 30 "$out/$name.log" >&2; exit 1; }
+  read -r secs kb <"$out/$name.time"
+  rss=$((kb / 1024))
+  printf '%s_s=%s\n%s_rss=%s\n' "$name" "$secs" "$name" "$rss" >>"$out/results"
+}
+fresh() { # an empty destination, its removal not timed; then flush dirty pages
+  rm -rf "$1"
+  sync
+}
+mb() { echo $(($(stat -c %s "$1") / 1048576)); }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-read -r _ floor_s floor_rss <<<"$floor"
-read -r _ gp_s gp_rss <<<"$gp"
-read -r _ cp_s cp_rss <<<"$cp"
-mb() { echo $(( $(stat -c %s "$1") / 1048576 )); }
-printf '\n%-32s %8s %10s %10s\n' "run" "seconds" "peak RSS" "archive"
-printf '%-32s %8s %7s MB %7s MB\n' "tar | zstd -3 -T0 (floor)" "$floor_s" "$floor_rss" "$(mb "$work/floor.tar.zst")"
-printf '%-32s %8s %7s MB %7s MB\n' "gopack create (zstd -3)" "$gp_s" "$gp_rss" "$(mb "$work/gopack.tar.zst")"
-printf '%-32s %8s %7s MB %7s MB\n' "conda-pack 0.9.2 (.tar.gz -j 2)" "$cp_s" "$cp_rss" "$(mb "$work/conda-pack.tar.gz")"
+run_factor() {
+  local f=$1 env files bytes gb d
+  env=$(scaled_env "$f")
+  out=$work/x$f
+  mkdir -p "$out"
+  : >"$out/results"
+  files=$(find "$env" -type f | wc -l)
+  bytes=$(du -s --apparent-size --block-size=1 "$env" | cut -f1)
+  gb=$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1e9 }')
+  printf 'files=%s\ngb=%s\n' "$files" "$gb" >>"$out/results"
+  echo
+  echo "== ${f}x: $env — $gb GB apparent, $files files, $cores cores"
+
+  # Warm the page cache so every contender reads from memory. (Not `tar -cf - . >/dev/null`:
+  # GNU tar does not read file contents when its archive is /dev/null.)
+  tar -cf - -C "$env" . | cat >/dev/null
+
+  # --- pack
+  rm -f "$out"/floor.tar.zst "$out"/gopack.tar.zst "$out"/conda-pack.tar.gz
+  sync
+  measure pack_floor sh -c "tar -cf - -C '$env' . | zstd -3 -T0 -q -o '$out/floor.tar.zst'"
+  local pf_s=$secs pf_rss=$rss
+  sync
+  measure pack_gopack "$gopack" create -q -p "$env" -o "$out/gopack.tar.zst"
+  local pg_s=$secs pg_rss=$rss
+  sync
+  measure pack_condapack "$work/venv/bin/conda-pack" -q -p "$env" -o "$out/conda-pack.tar.gz" \
+    -j 2 --ignore-missing-files
+  local pc_s=$secs pc_rss=$rss
+  local a_floor a_gp a_cp
+  a_floor=$(mb "$out/floor.tar.zst") a_gp=$(mb "$out/gopack.tar.zst") a_cp=$(mb "$out/conda-pack.tar.gz")
+  printf 'archive_floor=%s\narchive_gopack=%s\narchive_condapack=%s\n' "$a_floor" "$a_gp" "$a_cp" >>"$out/results"
+
+  # --- unpack, each into a fresh directory on this filesystem
+  d=$out/dest
+  fresh "$d"
+  measure unpack_floor sh -c "mkdir '$d' && zstd -dc '$out/gopack.tar.zst' | tar -xf - -C '$d'"
+  local uf_s=$secs uf_rss=$rss
+  fresh "$d"
+  measure unpack_gopack "$gopack" unpack -q "$out/gopack.tar.zst" -d "$d"
+  local ug_s=$secs ug_rss=$rss
+  # conda-unpack's shebang is `#!/usr/bin/env python`: run it with the environment's bin/ first
+  # on PATH, as after `source bin/activate`.
+  fresh "$d"
+  measure unpack_condapack sh -c "mkdir '$d' && tar -xzf '$out/conda-pack.tar.gz' -C '$d' &&
+    PATH='$d/bin':\"\$PATH\" '$d/bin/conda-unpack'"
+  local uc_s=$secs uc_rss=$rss
+
+  # --- relocation alone, on the target, after a plain tar -x
+  fresh "$d"
+  mkdir "$d" && tar -xf "$out/gopack.tar.zst" -C "$d" && sync
+  measure reloc_default "$dash" "$d/bin/gopack-unpack" -q
+  local rd_s=$secs rd_rss=$rss
+  fresh "$d"
+  mkdir "$d" && tar -xf "$out/gopack.tar.zst" -C "$d" && sync
+  measure reloc_sh env GOPACK_UNPACK_SH=1 "$dash" "$d/bin/gopack-unpack" -q
+  local rs_s=$secs rs_rss=$rss
+  fresh "$d"
+  mkdir "$d" && tar -xzf "$out/conda-pack.tar.gz" -C "$d" && sync
+  measure reloc_condapack env PATH="$d/bin:$PATH" "$d/bin/conda-unpack"
+  local rc_s=$secs rc_rss=$rss
+  fresh "$d"
+
+  local row='%-9s %-44s %8s %8s %7s MB %7s\n'
+  printf '\n'"$row" "step" "run" "seconds" "ratio" "RSS" "archive"
+  printf "$row" pack "tar | zstd -3 -T0 (floor)" "$pf_s" "1.00" "$pf_rss" "$a_floor MB"
+  printf "$row" pack "gopack create (vs floor)" "$pg_s" "$(ratio "$pg_s" "$pf_s")" "$pg_rss" "$a_gp MB"
+  printf "$row" pack "conda-pack -j 2 (vs floor)" "$pc_s" "$(ratio "$pc_s" "$pf_s")" "$pc_rss" "$a_cp MB"
+  printf "$row" unpack "zstd -dc | tar -x (floor)" "$uf_s" "1.00" "$uf_rss" "-"
+  printf "$row" unpack "gopack unpack (vs floor)" "$ug_s" "$(ratio "$ug_s" "$uf_s")" "$ug_rss" "-"
+  printf "$row" unpack "tar -xzf + conda-unpack (vs floor)" "$uc_s" "$(ratio "$uc_s" "$uf_s")" "$uc_rss" "-"
+  printf "$row" relocate "dash gopack-unpack (default; vs conda)" "$rd_s" "$(ratio "$rd_s" "$rc_s")" "$rd_rss" "-"
+  printf "$row" relocate "dash gopack-unpack, SH=1 (vs conda)" "$rs_s" "$(ratio "$rs_s" "$rc_s")" "$rs_rss" "-"
+  printf "$row" relocate "conda-unpack" "$rc_s" "1.00" "$rc_rss" "-"
+  echo
+  awk -v pg="$pg_s" -v pf="$pf_s" -v pc="$pc_s" -v ug="$ug_s" -v uf="$uf_s" -v uc="$uc_s" \
+    -v rd="$rd_s" -v rs="$rs_s" -v rc="$rc_s" 'function r(a, b) { return b > 0 ? a / b : 0 }
+    BEGIN {
+      printf "pack:     gopack / floor %.2fx (target <= 1.2x); conda-pack / gopack %.2fx faster (target >= 3x)\n", r(pg, pf), r(pc, pg)
+      printf "unpack:   gopack / floor %.2fx; conda-pack / gopack %.2fx faster\n", r(ug, uf), r(uc, ug)
+      printf "relocate: conda-unpack / gopack-unpack %.2fx (default), %.2fx (sh)\n", r(rc, rd), r(rc, rs)
+    }'
+}
+
+for f in $factors; do
+  run_factor "$f"
+done
+
+# --- summary over the factors
+get() { sed -n "s/^$2=//p" "$work/x$1/results"; }
 echo
-awk -v g="$gp_s" -v f="$floor_s" -v c="$cp_s" 'BEGIN {
-  printf "gopack / floor:      %.2fx (target <= 1.2x)\n", g / f
-  printf "conda-pack / gopack: %.2fx faster (target >= 3x)\n", c / g
-}'
+echo "## Summary (seconds; ratios: gopack / floor, and conda-pack / gopack = times faster)"
+echo
+echo "| factor | files | GB | pack floor | gopack create | conda-pack | unpack floor | gopack unpack | tar -xzf + conda-unpack | gopack-unpack (default) | gopack-unpack (sh) | conda-unpack | RSS create / unpack |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+for f in $factors; do
+  pf=$(get "$f" pack_floor_s) pg=$(get "$f" pack_gopack_s) pc=$(get "$f" pack_condapack_s)
+  uf=$(get "$f" unpack_floor_s) ug=$(get "$f" unpack_gopack_s) uc=$(get "$f" unpack_condapack_s)
+  rd=$(get "$f" reloc_default_s) rs=$(get "$f" reloc_sh_s) rc=$(get "$f" reloc_condapack_s)
+  printf '| %sx | %s | %s | %s (%s MB) | %s (%s×, %s MB) | %s (%s× slower, %s MB) | %s | %s (%s×) | %s (%s× slower) | %s (%s× faster) | %s (%s× faster) | %s | %s / %s MB |\n' \
+    "$f" "$(get "$f" files)" "$(get "$f" gb)" \
+    "$pf" "$(get "$f" archive_floor)" \
+    "$pg" "$(ratio "$pg" "$pf")" "$(get "$f" archive_gopack)" \
+    "$pc" "$(ratio "$pc" "$pg")" "$(get "$f" archive_condapack)" \
+    "$uf" "$ug" "$(ratio "$ug" "$uf")" "$uc" "$(ratio "$uc" "$ug")" \
+    "$rd" "$(ratio "$rc" "$rd")" "$rs" "$(ratio "$rc" "$rs")" "$rc" \
+    "$(get "$f" pack_gopack_rss)" "$(get "$f" unpack_gopack_rss)"
+done
+
+# --- memory per file above the smallest factor measured
+set -- $factors
+lo=$1
+for f in $factors; do [ "$f" -lt "$lo" ] && lo=$f; done
+echo
+for f in $factors; do
+  [ "$f" -eq "$lo" ] && continue
+  awk -v f="$f" -v lo="$lo" -v n1="$(get "$lo" files)" -v n2="$(get "$f" files)" \
+    -v c1="$(get "$lo" pack_gopack_rss)" -v c2="$(get "$f" pack_gopack_rss)" \
+    -v u1="$(get "$lo" unpack_gopack_rss)" -v u2="$(get "$f" unpack_gopack_rss)" 'BEGIN {
+      d = n2 - n1
+      if (d <= 0) { printf "memory per file %sx vs %sx: no more files\n", f, lo; exit }
+      printf "memory per file, %sx vs %sx (%d more files): gopack create %+.0f bytes/file (%d -> %d MB), gopack unpack %+.0f bytes/file (%d -> %d MB)\n",
+        f, lo, d, (c2 - c1) * 1048576 / d, c1, c2, (u2 - u1) * 1048576 / d, u1, u2
+    }'
+done

@@ -58,6 +58,8 @@ pub struct Summary {
     pub fixed: usize,
     /// Python bytecode files that keep the source prefix (for tracebacks only).
     pub bytecode_left_alone: usize,
+    /// How the native relocator the bundle carries is linked, if it carries one.
+    pub relocator: Option<crate::relocate::carry::Linkage>,
 }
 
 /// Plans the bundle for `prefix` without writing anything (used by `create` and by tests).
@@ -86,6 +88,7 @@ pub fn plan_bundle(
     crate::scripts::generate::add_generated(
         &mut plan,
         plan_options.dest_prefix.as_deref(),
+        plan_options.relocator.as_ref(),
         reporter,
     )?;
     Ok(plan)
@@ -149,5 +152,6 @@ pub fn create(
             .iter()
             .filter(|item| item.reason == crate::relocate::LeftAloneReason::PythonBytecode)
             .count(),
+        relocator: plan.relocator,
     })
 }

@@ -220,6 +220,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The native relocator given to carry in the bundle cannot be carried.
+    #[error("relocator `{}`: {message}", path.display())]
+    Relocator {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// SBOM, checksum and verify problems ([`crate::provenance`]).
     #[error(transparent)]
     Provenance(#[from] crate::provenance::Error),

@@ -107,6 +107,8 @@ pub struct Plan {
     pub relocation: Relocation,
     /// Go binaries found in the environment (built ones are added by the Go step).
     pub go_binaries: Vec<GoBinary>,
+    /// How the native relocator the bundle carries is linked, if it carries one.
+    pub relocator: Option<relocate::carry::Linkage>,
 }
 
 impl Plan {
@@ -162,6 +164,8 @@ pub struct PlanOptions {
     /// Apply every relocation record at pack time for this known target prefix
     /// (`--dest-prefix`); the bundle then needs no unpack step there.
     pub dest_prefix: Option<Vec<u8>>,
+    /// The native relocator to carry as `.gopack/relocate`.
+    pub relocator: Option<relocate::carry::RelocatorChoice>,
 }
 
 struct Analysed {
@@ -256,6 +260,7 @@ pub fn plan(
         entries,
         relocation,
         go_binaries,
+        relocator: None,
     })
 }
 

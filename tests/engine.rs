@@ -1,5 +1,6 @@
-//! The relocation engine: the native engine (`gopack unpack`, `--dest-prefix`) and the POSIX sh
-//! engine (`bin/gopack-unpack`, under dash and busybox sh) give identical bytes for random
+//! The relocation engine: the native engine (`gopack unpack`, `--dest-prefix`), the native
+//! relocator bundles carry (`.gopack/relocate`, run by `bin/gopack-unpack`) and the POSIX sh
+//! engine (`bin/gopack-unpack` alone, under dash and busybox sh) give identical bytes for random
 //! records and random prefixes, and each defect of issue 8 that lives in relocation has a
 //! regression test named after it.
 
@@ -244,14 +245,34 @@ fn case_snapshot(root: &Path, case: &Case) -> Vec<String> {
     out
 }
 
-fn run_sh(shell: &[&str], root: &Path, posix: &Path) -> std::process::Output {
+/// Runs `bin/gopack-unpack` with `shell` and only the tools in `posix`; with `sh_only`, never
+/// the native relocator.
+fn run_sh(shell: &[&str], root: &Path, posix: &Path, sh_only: bool) -> std::process::Output {
     let mut command = Command::new(shell[0]);
     command
         .args(&shell[1..])
         .arg(root.join("bin/gopack-unpack"))
         .env_clear()
         .env("PATH", posix);
+    if sh_only {
+        command.env("GOPACK_UNPACK_SH", "1");
+    }
     command.output().unwrap()
+}
+
+/// Puts the native relocator where bundles carry it.
+fn carry_relocator(root: &Path) {
+    let carried = root.join(".gopack/relocate");
+    std::fs::copy(relocator(), &carried).unwrap();
+    // Until every child that another test thread forks has exec'd, it holds the write handle of
+    // the copy, and exec'ing the copy fails (ETXTBSY). A bundle's tar extraction has no such race.
+    for _ in 0..200 {
+        match Command::new(&carried).arg("--probe").output() {
+            Ok(output) if output.status.success() => return,
+            _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
+    panic!("{} never became executable", carried.display());
 }
 
 fn shells() -> Vec<Vec<String>> {
@@ -320,26 +341,43 @@ fn native_and_sh_engines_write_identical_bytes_for_random_records_and_prefixes()
             &AtomicBool::new(false),
         )
         .unwrap_or_else(|err| panic!("{context}: native engine failed: {err}"));
-        let native = case_snapshot(&root, &case);
-        assert_ne!(native, before, "{context}: nothing was relocated");
+        let native_tree = case_snapshot(&root, &case);
+        assert_ne!(native_tree, before, "{context}: nothing was relocated");
         assert!(
-            native.iter().all(|line| !line.ends_with("linked=false")),
+            native_tree
+                .iter()
+                .all(|line| !line.ends_with("linked=false")),
             "{context}: hard links broken by the native engine"
         );
 
-        for (shell, posix) in shells().iter().zip([&posix_gnu, &posix_busybox]) {
+        // POSIX sh alone under dash and busybox sh, then the relocator run by the script.
+        let runs = shells()
+            .into_iter()
+            .zip([&posix_gnu, &posix_busybox])
+            .map(|(shell, posix)| (shell, posix, false))
+            .chain([(shells().remove(0), &posix_gnu, true)]);
+        for (shell, posix, native) in runs {
             write_tree(&root, &case);
+            if native {
+                carry_relocator(&root);
+            }
             let shell: Vec<&str> = shell.iter().map(String::as_str).collect();
-            let output = run_sh(&shell, &root, posix);
+            let output = run_sh(&shell, &root, posix, !native);
             assert!(
                 output.status.success(),
-                "{context}: {shell:?}\n{}",
+                "{context}: {shell:?} native={native}\n{}",
+                text(&output)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout).contains("(native relocator)"),
+                native,
+                "{context}: {}",
                 text(&output)
             );
             assert_eq!(
                 case_snapshot(&root, &case),
-                native,
-                "{context}: {shell:?} differs from the native engine"
+                native_tree,
+                "{context}: {shell:?} (relocator: {native}) differs from the native engine"
             );
             assert_eq!(std::fs::read(root.join(".gopack/prefix")).unwrap(), new);
             assert!(
@@ -719,17 +757,22 @@ fn defect_2_a_rerun_after_kill_9_at_any_point_relocates_exactly_once() {
                 .unwrap();
         }
     };
-    let run = |path: &Path| {
+    // The bundle carries the native relocator; the killed runs are the sh engine's, and the
+    // reruns alternate between both engines: each finishes what the other was stopped in.
+    let run = |path: &Path, sh_only: bool| {
         let mut command = Command::new(which("dash"));
         command
             .arg(dest.join("bin/gopack-unpack"))
             .arg("-q")
             .env_clear()
             .env("PATH", path);
+        if sh_only {
+            command.env("GOPACK_UNPACK_SH", "1");
+        }
         as_user(&mut command, user).output().unwrap()
     };
     prepare();
-    let output = run(&posix);
+    let output = run(&posix, true);
     assert!(output.status.success(), "{}", text(&output));
     let reference = tree_snapshot(&dest);
     assert!(
@@ -753,12 +796,12 @@ fn defect_2_a_rerun_after_kill_9_at_any_point_relocates_exactly_once() {
                 std::fs::write(&counter, "0").unwrap();
                 run_ok(Command::new("chmod").arg("a+rw").arg(&counter));
             }
-            let killed = run(&tools);
+            let killed = run(&tools, true);
             if killed.status.success() {
                 break; // the tool was called fewer than n times
             }
             kills += 1;
-            let rerun = run(&posix);
+            let rerun = run(&posix, kills % 2 == 0);
             assert!(rerun.status.success(), "{tool} #{n}: {}", text(&rerun));
             assert_eq!(tree_snapshot(&dest), reference, "killed at {tool} #{n}");
             let left: Vec<_> = walkdir::WalkDir::new(&dest)
@@ -774,6 +817,111 @@ fn defect_2_a_rerun_after_kill_9_at_any_point_relocates_exactly_once() {
         }
     }
     assert!(kills >= 10, "only {kills} kill points were exercised");
+}
+
+#[test]
+fn relocator_killed_at_any_system_call_is_finished_by_either_engine() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new();
+    // As in defect 2: relocating twice from `/x/env` to `/x/env/new` would show.
+    let old = scratch.path("x/env");
+    let prefix = SyntheticEnv::new(&old)
+        .text("etc/a.conf", "root=@PREFIX@\n")
+        .file("etc/readonly.conf", b"ro=@PREFIX@/lib\n", 0o444)
+        .text("share/b.txt", "@PREFIX@:@PREFIX@/x\n")
+        .hard_link("share/b-link.txt", "share/b.txt")
+        .text("lib/python3.11/site-packages/m.py", "P = '@PREFIX@'\n")
+        .file(
+            "lib/python3.11/site-packages/__pycache__/m.cpython-311.pyc",
+            b"stale",
+            0o644,
+        )
+        .build();
+    let bundle = scratch.path("b.tar.zst");
+    pack(&prefix, &bundle, &[]);
+    std::fs::rename(&old, scratch.path("x/env-was")).unwrap();
+    let dest = old.join("new");
+    let posix = posix_bin(&scratch.path("posix"), false);
+    let user = (unsafe { libc::geteuid() } == 0).then_some(65534u32);
+    let prepare = || {
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::create_dir_all(&old).unwrap();
+        extract(&bundle, &dest);
+        if let Some(uid) = user {
+            run_ok(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg(format!("{uid}:{uid}"))
+                    .arg(&old),
+            );
+            std::fs::set_permissions(scratch.path("x"), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+    };
+    let finish = |sh_only: bool| {
+        let mut command = Command::new(which("dash"));
+        command
+            .arg(dest.join("bin/gopack-unpack"))
+            .env_clear()
+            .env("PATH", &posix);
+        if sh_only {
+            command.env("GOPACK_UNPACK_SH", "1");
+        }
+        as_user(&mut command, user).output().unwrap()
+    };
+    prepare();
+    let output = finish(false);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("(native relocator)"),
+        "{}",
+        text(&output)
+    );
+    let reference = tree_snapshot(&dest);
+    assert!(
+        !dest
+            .join("lib/python3.11/site-packages/__pycache__/m.cpython-311.pyc")
+            .exists()
+    );
+
+    // strace delivers SIGKILL to the relocator on the n-th call of one system call: every file
+    // it opens, writes, renames, links or removes is a point where it dies.
+    let mut kills = 0;
+    for call in [
+        "openat",
+        "write",
+        "fchmod",
+        "utimensat",
+        "rename",
+        "link",
+        "unlink",
+    ] {
+        for n in 1.. {
+            prepare();
+            let mut command = Command::new(which("strace"));
+            command
+                .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+                .arg(format!("trace={call}"))
+                .arg("-e")
+                .arg(format!("inject={call}:signal=KILL:when={n}"))
+                .arg(dest.join(".gopack/relocate"))
+                .arg("-q")
+                .arg("--")
+                .arg(&dest)
+                .env_clear();
+            let killed = as_user(&mut command, user).output().unwrap();
+            if killed.status.success() {
+                break; // the call was made fewer than n times
+            }
+            kills += 1;
+            let sh_only = kills % 2 == 0;
+            let rerun = finish(sh_only);
+            let context = format!("killed at {call} #{n}, finished by sh only: {sh_only}");
+            assert!(rerun.status.success(), "{context}: {}", text(&rerun));
+            assert_eq!(tree_snapshot(&dest), reference, "{context}");
+        }
+    }
+    assert!(kills >= 20, "only {kills} kill points were exercised");
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod messages;
 mod oci;
 mod provenance;
 mod relocate;
+mod relocator;
 mod spark;
 mod unpack;
 mod unpack_safety;

@@ -8,14 +8,22 @@ use std::process::Command;
 
 use crate::util::*;
 
-/// Runs `bin/gopack-unpack` of `prefix` with `shell` and a PATH holding only POSIX tools.
-fn unpack_with(shell: &[&str], prefix: &Path, posix: &Path) -> String {
+/// Runs `bin/gopack-unpack` of `prefix` with `shell` and a PATH holding only POSIX tools; with
+/// `sh_only`, without the native relocator the bundle carries.
+fn unpack_with(shell: &[&str], prefix: &Path, posix: &Path, sh_only: bool) -> String {
     let mut command = Command::new(shell[0]);
     command
         .args(&shell[1..])
         .arg(prefix.join("bin/gopack-unpack"));
     command.env_clear().env("PATH", posix);
-    run_ok(&mut command)
+    if sh_only {
+        command.env("GOPACK_UNPACK_SH", "1");
+    }
+    let out = run_ok(&mut command);
+    if !out.contains("already relocated") {
+        assert_eq!(out.contains("(native relocator)"), !sh_only, "{out}");
+    }
+    out
 }
 
 /// Runs a program of the environment with a clean environment (no PATH entry for it).
@@ -155,16 +163,18 @@ fn real_env_bundle_relocates_anywhere_without_python_and_again_after_a_move() {
     let spaced = scratch.path("dest with spaces/env");
     extract(&bundle, &longer);
     extract(&bundle, &spaced);
-    let out = unpack_with(&["/usr/bin/dash"], &longer, &posix);
+    // The native relocator the bundle carries here, POSIX sh alone there.
+    let out = unpack_with(&["/usr/bin/dash"], &longer, &posix, false);
     assert!(out.contains("relocated"), "{out}");
     let out = unpack_with(
         &[which("busybox").to_str().unwrap(), "sh"],
         &spaced,
         &busybox,
+        true,
     );
     assert!(out.contains("relocated"), "{out}");
     // Running it again is a no-op.
-    let out = unpack_with(&["/usr/bin/dash"], &longer, &posix);
+    let out = unpack_with(&["/usr/bin/dash"], &longer, &posix, false);
     assert!(out.contains("already relocated"), "{out}");
 
     // The original environment is gone: nothing may still point at it.
@@ -193,6 +203,7 @@ fn real_env_bundle_relocates_anywhere_without_python_and_again_after_a_move() {
         &[which("busybox").to_str().unwrap(), "sh"],
         &moved2,
         &busybox,
+        false,
     );
     assert!(out.contains("relocated"), "{out}");
     check_environment(&moved2, false);
@@ -210,20 +221,25 @@ fn real_env_a_target_too_long_for_binary_strings_changes_nothing() {
     extract(&bundle, &too_long);
     let before = tree_snapshot(&too_long);
     let posix = posix_bin(&scratch.path("posix-bin"), false);
-    let output = Command::new("/usr/bin/dash")
-        .arg(too_long.join("bin/gopack-unpack"))
-        .env_clear()
-        .env("PATH", &posix)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("too long") && stderr.contains("bin/hello"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("nothing was changed"), "{stderr}");
-    assert_eq!(tree_snapshot(&too_long), before);
+    for sh_only in [false, true] {
+        let mut command = Command::new("/usr/bin/dash");
+        command
+            .arg(too_long.join("bin/gopack-unpack"))
+            .env_clear()
+            .env("PATH", &posix);
+        if sh_only {
+            command.env("GOPACK_UNPACK_SH", "1");
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("too long") && stderr.contains("bin/hello"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("nothing was changed"), "{stderr}");
+        assert_eq!(tree_snapshot(&too_long), before);
+    }
 }
 
 #[test]
@@ -242,13 +258,13 @@ fn real_env_dest_prefix_relocates_at_pack_time() {
     // No unpack step: it works as extracted.
     check_environment(&target, false);
     let posix = posix_bin(&scratch.path("posix-bin"), false);
-    let out = unpack_with(&["/usr/bin/dash"], &target, &posix);
+    let out = unpack_with(&["/usr/bin/dash"], &target, &posix, false);
     assert!(out.contains("already relocated"), "{out}");
     // Moved elsewhere, it relocates from the packed target.
     let moved = scratch.path("moved/env");
     std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
     std::fs::rename(&target, &moved).unwrap();
-    let out = unpack_with(&["/usr/bin/dash"], &moved, &posix);
+    let out = unpack_with(&["/usr/bin/dash"], &moved, &posix, true);
     assert!(out.contains("relocated"), "{out}");
     check_environment(&moved, true);
 

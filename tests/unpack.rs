@@ -17,16 +17,24 @@ fn real_env_native_unpack_matches_tar_plus_script_and_works() {
     run_ok(&mut unpack_command(&bundle, &dest));
     let native = tree_snapshot(&dest);
     std::fs::rename(&dest, scratch.path("native")).unwrap();
-    extract(&bundle, &dest);
+    // `tar -x` + the script, which hands over to the relocator the bundle carries, and the
+    // script alone: the same tree as the native unpack, byte for byte.
     let posix = posix_bin(&scratch.path("posix-bin"), false);
-    run_ok(
-        Command::new("/usr/bin/dash")
+    for sh_only in [true, false] {
+        let _ = std::fs::remove_dir_all(&dest);
+        extract(&bundle, &dest);
+        let mut command = Command::new("/usr/bin/dash");
+        command
             .arg(dest.join("bin/gopack-unpack"))
             .env_clear()
-            .env("PATH", &posix),
-    );
-    let scripted = tree_snapshot(&dest);
-    assert_eq!(native, scripted);
+            .env("PATH", &posix);
+        if sh_only {
+            command.env("GOPACK_UNPACK_SH", "1");
+        }
+        let said = run_ok(&mut command);
+        assert_eq!(said.contains("(native relocator)"), !sh_only, "{said}");
+        assert_eq!(native, tree_snapshot(&dest), "sh only: {sh_only}");
+    }
 
     std::fs::rename(&env, scratch.path("src/away")).unwrap();
     let out = run_ok(

@@ -154,6 +154,14 @@ pub struct CreateArgs {
     /// no unpack step there (gopack-unpack still relocates it if it is put elsewhere).
     #[arg(short = 'd', long, value_name = "PATH")]
     pub dest_prefix: Option<PathBuf>,
+    /// Carry this native relocator as .gopack/relocate (default: the gopack-relocate installed
+    /// beside gopack, when it is built for the environment's platform). bin/gopack-unpack runs
+    /// it when the host can, and relocates with POSIX sh when it cannot.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_relocator")]
+    pub relocator: Option<PathBuf>,
+    /// Carry no native relocator: bin/gopack-unpack relocates with POSIX sh only.
+    #[arg(long)]
+    pub no_relocator: bool,
     /// Image (--format oci, oci-dir): the base image, as skopeo names it:
     /// oci-archive:PATH[:TAG], oci:DIR[:TAG] or docker-archive:PATH[:NAME:TAG|@INDEX].
     /// Without it, the image holds only the environment.

@@ -126,6 +126,8 @@ fn resolve_create(
         cgo,
         offline,
         dest_prefix,
+        relocator,
+        no_relocator,
         force,
         quiet,
         json,
@@ -283,6 +285,7 @@ fn resolve_create(
             plan: PlanOptions {
                 allow_foreign_go,
                 dest_prefix,
+                relocator: relocator_choice(relocator, no_relocator),
             },
             write: WriteOptions {
                 format,
@@ -306,6 +309,31 @@ fn resolve_create(
         quiet,
         json,
     ))
+}
+
+/// The relocator to carry: the one named, else `gopack-relocate` beside this executable (where
+/// `cargo install` puts both), else none.
+fn relocator_choice(
+    named: Option<PathBuf>,
+    none: bool,
+) -> Option<gopack::relocate::carry::RelocatorChoice> {
+    use gopack::relocate::carry::RelocatorChoice;
+    if none {
+        return None;
+    }
+    if let Some(path) = named {
+        return Some(RelocatorChoice {
+            path,
+            explicit: true,
+        });
+    }
+    let beside = std::env::current_exe()
+        .ok()?
+        .with_file_name("gopack-relocate");
+    beside.is_file().then_some(RelocatorChoice {
+        path: beside,
+        explicit: false,
+    })
 }
 
 fn run_create(args: CreateArgs, rules: Vec<(usize, RuleKind, String)>) -> Result<(), Error> {
@@ -338,6 +366,11 @@ fn run_create(args: CreateArgs, rules: Vec<(usize, RuleKind, String)>) -> Result
         );
         if let Some(image) = &summary.bundle.image {
             eprintln!("image {} {}", image.tag, image.digest);
+        }
+        if summary.relocator == Some(gopack::relocate::carry::Linkage::Dynamic) {
+            eprintln!(
+                "note: the native relocator it carries is dynamically linked; hosts with an older C library relocate with POSIX sh instead (slower). A static gopack-relocate runs everywhere (see README)."
+            );
         }
     }
     Ok(())

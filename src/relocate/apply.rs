@@ -182,10 +182,17 @@ pub fn digest(mut reader: impl Read) -> std::io::Result<([u8; 32], u64)> {
 }
 
 /// What one record does to its file.
-enum Change<'a> {
+pub(super) enum Change<'a> {
     Text(&'a TextRecord),
     /// Slot patches; whether the file is Mach-O (re-signed after patching).
     Binary(Vec<Patch>, bool),
+}
+
+/// One file to rewrite: its record's path, its other names, and the change.
+pub(super) struct Planned<'a> {
+    pub path: &'a ByteString,
+    pub links: &'a [ByteString],
+    pub change: Change<'a>,
 }
 
 /// What [`relocate_tree`] did.
@@ -195,6 +202,62 @@ pub struct Relocated {
     pub files: u64,
     /// Python scripts whose `#!` line could be written neither plain nor in the sh form.
     pub broken_shebangs: Vec<ByteString>,
+}
+
+/// Every file `relocation` rewrites for `to`, and the Python scripts whose `#!` line cannot
+/// hold `to`; checked first, so nothing changes when a slot has no room.
+pub(super) fn plan_changes<'a>(
+    relocation: &'a Relocation,
+    to: &[u8],
+) -> Result<(Vec<Planned<'a>>, Vec<ByteString>)> {
+    check_target(to)?;
+    relocation.check_fits(to)?;
+    let mut changes = Vec::with_capacity(relocation.text.len() + relocation.binary.len());
+    let mut broken = Vec::new();
+    for record in &relocation.text {
+        changes.push(Planned {
+            path: &record.path,
+            links: &record.links,
+            change: Change::Text(record),
+        });
+        if let Some(line) = &record.shebang
+            && !line.render(to).1
+        {
+            broken.push(record.path.clone());
+        }
+    }
+    for record in &relocation.binary {
+        changes.push(Planned {
+            path: &record.path,
+            links: &record.links,
+            change: Change::Binary(record.patches(to)?, record.macho),
+        });
+    }
+    Ok((changes, broken))
+}
+
+/// The new bytes of `source` (the file at `file`) under `change`, streamed.
+pub(super) fn changed_content<'a>(
+    source: &'a std::fs::File,
+    file: &Path,
+    change: &Change<'_>,
+    from: &[u8],
+    to: &[u8],
+) -> Result<Box<dyn Read + 'a>> {
+    Ok(match change {
+        Change::Text(record) => Box::new(RewritingReader::new(source, record.rewriter(from, to))),
+        Change::Binary(patches, false) => Box::new(PatchedReader::new(source, patches.clone())),
+        Change::Binary(patches, true) => {
+            // Mach-O: re-signed over its patched bytes, read whole (super::macho).
+            let unreadable = |err| Error::io(format!("cannot read `{}`", file.display()), err);
+            let size = source.metadata().map_err(unreadable)?.len();
+            let edit = super::Edit::Patch(patches.clone());
+            match super::macho::signed_edit(source, size, edit).map_err(unreadable)? {
+                super::Edit::Patch(signed) => Box::new(PatchedReader::new(source, signed)),
+                _ => Box::new(PatchedReader::new(source, patches.clone())),
+            }
+        }
+    })
 }
 
 /// Where an environment records the prefix its files hold after a relocation.
@@ -311,57 +374,36 @@ pub fn relocate_tree(
     to: &[u8],
     cancel: &AtomicBool,
 ) -> Result<Relocated> {
-    let mut summary = Relocated::default();
     check_target(to)?;
     if from == to {
-        return Ok(summary);
+        return Ok(Relocated::default());
     }
-    relocation.check_fits(to)?;
-    let mut changes = Vec::with_capacity(relocation.text.len() + relocation.binary.len());
-    for record in &relocation.text {
-        changes.push((&record.path, &record.links, Change::Text(record)));
-        if let Some(line) = &record.shebang
-            && !line.render(to).1
-        {
-            summary.broken_shebangs.push(record.path.clone());
-        }
-    }
-    for record in &relocation.binary {
-        changes.push((
-            &record.path,
-            &record.links,
-            Change::Binary(record.patches(to)?, record.macho),
-        ));
-    }
-    for (path, links, change) in changes {
+    let (changes, broken_shebangs) = plan_changes(relocation, to)?;
+    let mut summary = Relocated {
+        files: 0,
+        broken_shebangs,
+    };
+    for planned in changes {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
-        let file = record_path(root, &path.0)?;
-        let source = open_regular(&file, path)?;
-        let reader: Box<dyn Read + '_> = match &change {
-            Change::Text(record) => {
-                Box::new(RewritingReader::new(&source, record.rewriter(from, to)))
-            }
-            Change::Binary(patches, false) => {
-                Box::new(PatchedReader::new(&source, patches.clone()))
-            }
-            Change::Binary(patches, true) => {
-                // Mach-O: re-signed over its patched bytes, read whole (super::macho).
-                let unreadable = |err| Error::io(format!("cannot read `{}`", file.display()), err);
-                let size = source.metadata().map_err(unreadable)?.len();
-                let edit = super::Edit::Patch(patches.clone());
-                match super::macho::signed_edit(&source, size, edit).map_err(unreadable)? {
-                    super::Edit::Patch(signed) => Box::new(PatchedReader::new(&source, signed)),
-                    _ => Box::new(PatchedReader::new(&source, patches.clone())),
-                }
-            }
-        };
-        replace_file(&file, &source, reader)?;
-        for link in links {
+        let file = record_path(root, &planned.path.0)?;
+        let source = open_regular(&file, planned.path)?;
+        let reader = changed_content(&source, &file, &planned.change, from, to)?;
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let temp = tempfile::Builder::new()
+            .prefix(".gopack-new-")
+            .tempfile_in(dir)
+            .map_err(|source| {
+                Error::io(format!("cannot write beside `{}`", file.display()), source)
+            })?;
+        write_like(temp.as_file(), &file, &source, reader)?;
+        temp.persist(&file)
+            .map_err(|err| Error::io(format!("cannot replace `{}`", file.display()), err.error))?;
+        for link in planned.links {
             relink(&file, &record_path(root, &link.0)?)?;
         }
-        if path.0.ends_with(b".py") {
+        if planned.path.0.ends_with(b".py") {
             drop_bytecode(&file);
         }
         summary.files += 1;
@@ -369,7 +411,7 @@ pub fn relocate_tree(
     Ok(summary)
 }
 
-fn open_regular(path: &Path, record: &ByteString) -> Result<std::fs::File> {
+pub(super) fn open_regular(path: &Path, record: &ByteString) -> Result<std::fs::File> {
     // O_NOFOLLOW: a record never reaches through a symlink.
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -393,18 +435,18 @@ fn open_regular(path: &Path, record: &ByteString) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// Writes `content` to a new file beside `path` with `original`'s mode and modification time,
-/// then renames it over `path`.
-fn replace_file(path: &Path, original: &std::fs::File, mut content: impl Read) -> Result<()> {
+/// Writes `content` into `out`, a new file beside `path`, and gives it `original`'s mode and
+/// modification time.
+pub(super) fn write_like(
+    mut out: &std::fs::File,
+    path: &Path,
+    original: &std::fs::File,
+    mut content: impl Read,
+) -> Result<()> {
     let meta = original
         .metadata()
         .map_err(|source| Error::io(format!("cannot read `{}`", path.display()), source))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
     let beside = |source| Error::io(format!("cannot write beside `{}`", path.display()), source);
-    let mut temp = tempfile::Builder::new()
-        .prefix(".gopack-new-")
-        .tempfile_in(dir)
-        .map_err(beside)?;
     let mut buffer = vec![0u8; CHUNK];
     loop {
         let read = content
@@ -413,20 +455,16 @@ fn replace_file(path: &Path, original: &std::fs::File, mut content: impl Read) -
         if read == 0 {
             break;
         }
-        temp.write_all(&buffer[..read]).map_err(beside)?;
+        out.write_all(&buffer[..read]).map_err(beside)?;
     }
-    temp.as_file()
-        .set_permissions(meta.permissions())
-        .map_err(beside)?;
+    out.set_permissions(meta.permissions()).map_err(beside)?;
     let mtime = filetime::FileTime::from_last_modification_time(&meta);
-    filetime::set_file_handle_times(temp.as_file(), None, Some(mtime)).map_err(beside)?;
-    temp.persist(path)
-        .map_err(|err| Error::io(format!("cannot replace `{}`", path.display()), err.error))?;
+    filetime::set_file_handle_times(out, None, Some(mtime)).map_err(beside)?;
     Ok(())
 }
 
 /// Makes `link` another name of `file`, atomically (a new link beside it, renamed over it).
-fn relink(file: &Path, link: &Path) -> Result<()> {
+pub(super) fn relink(file: &Path, link: &Path) -> Result<()> {
     let fail = |source| {
         Error::io(
             format!("cannot link `{}` to the relocated file", link.display()),
@@ -444,7 +482,7 @@ fn relink(file: &Path, link: &Path) -> Result<()> {
 
 /// Removes `__pycache__/<stem>.*.pyc` of a rewritten Python source, so Python cannot load values
 /// compiled from the old text.
-fn drop_bytecode(source: &Path) {
+pub(super) fn drop_bytecode(source: &Path) {
     let (Some(dir), Some(stem)) = (source.parent(), source.file_stem()) else {
         return;
     };

@@ -7,9 +7,11 @@
 pub mod apply;
 pub mod binary;
 pub mod bytes;
+pub mod carry;
 pub mod codesign;
 pub mod dest;
 pub mod elf;
+pub mod in_place;
 pub mod macho;
 pub mod script;
 pub mod shebang;

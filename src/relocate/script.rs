@@ -1,9 +1,10 @@
 //! The relocation engine rendered for the target's POSIX shell: `.gopack/records.sh` holds the
 //! same records the native engine applies ([`super::apply`]), as calls that `bin/gopack-unpack`
 //! defines once per pass. Every value is single-quoted, so a record is data whatever bytes it
-//! holds.
+//! holds. [`parse_records`] reads them back for the native relocator that the script runs when
+//! the host can execute it ([`super::in_place`]), so both apply one set of records.
 
-use super::Relocation;
+use super::{BinaryRecord, ByteString, CStringSlot, Quoting, Relocation, ShebangLine, TextRecord};
 
 /// `bin/gopack-unpack`.
 pub const UNPACK: &str = include_str!("gopack-unpack.sh");
@@ -79,6 +80,146 @@ pub fn records(relocation: &Relocation) -> Vec<u8> {
     out
 }
 
+/// Splits one line of [`records`] into its words: bare words, or single-quoted ones with `'`
+/// written as `'\''`. Returns the words and the rest of the input after the line's newline
+/// (quoted words may hold newlines).
+fn split_line(input: &[u8]) -> Result<(Vec<Vec<u8>>, &[u8]), String> {
+    let mut words = Vec::new();
+    let mut word: Option<Vec<u8>> = None;
+    let mut at = 0;
+    loop {
+        let Some(&byte) = input.get(at) else {
+            return Err("the last line does not end".into());
+        };
+        at += 1;
+        match byte {
+            b'\n' => {
+                words.extend(word.take());
+                return Ok((words, &input[at..]));
+            }
+            b' ' => words.extend(word.take()),
+            b'\'' => {
+                let close = memchr::memchr(b'\'', &input[at..])
+                    .ok_or_else(|| "a quote is not closed".to_string())?;
+                word.get_or_insert_with(Vec::new)
+                    .extend_from_slice(&input[at..at + close]);
+                at += close + 1;
+            }
+            b'\\' => {
+                let &escaped = input
+                    .get(at)
+                    .ok_or_else(|| "a backslash ends the input".to_string())?;
+                word.get_or_insert_with(Vec::new).push(escaped);
+                at += 1;
+            }
+            other => word.get_or_insert_with(Vec::new).push(other),
+        }
+    }
+}
+
+/// Reads `.gopack/records.sh` back into the records it was rendered from (what applying them
+/// needs: the counts of occurrences and the pack-time fixes are not in it).
+///
+/// # Errors
+/// A sentence naming the line that is not one [`records`] writes.
+pub fn parse_records(mut input: &[u8]) -> Result<Relocation, String> {
+    let mut relocation = Relocation::default();
+    let mut source = None;
+    let mut line = 0usize;
+    // Links follow the text or binary record they belong to.
+    enum Last {
+        None,
+        Text,
+        Binary,
+    }
+    let mut last = Last::None;
+    while !input.is_empty() {
+        line += 1;
+        if input.starts_with(b"#") {
+            let end = memchr::memchr(b'\n', input).ok_or("the last line does not end")?;
+            input = &input[end + 1..];
+            continue;
+        }
+        let (words, rest) = split_line(input).map_err(|err| format!("line {line}: {err}"))?;
+        line += words
+            .iter()
+            .map(|word| word.iter().filter(|&&byte| byte == b'\n').count())
+            .sum::<usize>();
+        input = rest;
+        let bad = || format!("line {line}: not a relocation record");
+        let number = |word: &[u8]| -> Result<u64, String> {
+            std::str::from_utf8(word)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(bad)
+        };
+        let mut words = words.into_iter();
+        let command = words.next().ok_or_else(bad)?;
+        let args: Vec<Vec<u8>> = words.collect();
+        match (command.as_slice(), args.as_slice()) {
+            (word, []) if word.starts_with(b"gp_source_prefix=") => {
+                source = Some(word[b"gp_source_prefix=".len()..].to_vec());
+            }
+            (b"gp_text", [path, quoting, shebang @ ..]) => {
+                let quoting = match quoting.as_slice() {
+                    b"plain" => Quoting::Plain,
+                    b"sh" => Quoting::Sh,
+                    b"fish" => Quoting::Fish,
+                    _ => return Err(bad()),
+                };
+                let shebang = match shebang {
+                    [] => None,
+                    [interpreter, argument] => Some(ShebangLine {
+                        interpreter: ByteString(interpreter.clone()),
+                        argument: ByteString(argument.clone()),
+                    }),
+                    _ => return Err(bad()),
+                };
+                relocation.text.push(TextRecord {
+                    quoting,
+                    shebang,
+                    ..TextRecord::plain(ByteString(path.clone()), 0)
+                });
+                last = Last::Text;
+            }
+            (b"gp_file", [path, kind @ ..]) => {
+                let macho = match kind {
+                    [] => false,
+                    [word] if word == b"macho" => true,
+                    _ => return Err(bad()),
+                };
+                relocation.binary.push(BinaryRecord {
+                    path: ByteString(path.clone()),
+                    macho,
+                    slots: Vec::new(),
+                    links: Vec::new(),
+                });
+                last = Last::Binary;
+            }
+            (b"gp_slot", [offset, room, pieces @ ..]) if !pieces.is_empty() => {
+                let record = relocation.binary.last_mut().ok_or_else(bad)?;
+                record.slots.push(CStringSlot {
+                    offset: number(offset)?,
+                    room: number(room)?,
+                    pieces: pieces.iter().cloned().map(ByteString).collect(),
+                });
+            }
+            (b"gp_link", [path]) => {
+                let links = match last {
+                    Last::Text => relocation.text.last_mut().map(|r| &mut r.links),
+                    Last::Binary => relocation.binary.last_mut().map(|r| &mut r.links),
+                    Last::None => None,
+                };
+                links.ok_or_else(bad)?.push(ByteString(path.clone()));
+            }
+            (b"gp_done", []) => last = Last::None,
+            _ => return Err(bad()),
+        }
+    }
+    relocation.source_prefix = ByteString(source.ok_or("no source prefix is named")?);
+    Ok(relocation)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +228,63 @@ mod tests {
     fn quoting() {
         assert_eq!(sh_quote(b"a b"), b"'a b'");
         assert_eq!(sh_quote(b"it's"), b"'it'\\''s'");
+    }
+
+    #[test]
+    fn records_read_back_as_written() {
+        let text =
+            |path: &[u8], quoting, shebang: Option<(&[u8], &[u8])>, links: &[&[u8]]| TextRecord {
+                quoting,
+                shebang: shebang.map(|(interpreter, argument)| ShebangLine {
+                    interpreter: ByteString(interpreter.to_vec()),
+                    argument: ByteString(argument.to_vec()),
+                }),
+                links: links.iter().map(|l| ByteString(l.to_vec())).collect(),
+                ..TextRecord::plain(ByteString(path.to_vec()), 0)
+            };
+        let relocation = Relocation {
+            source_prefix: ByteString(b"/old 'p'\\ $(x)".to_vec()),
+            text: vec![
+                text(b"etc/a b", Quoting::Plain, None, &[b"etc/c\nd"]),
+                text(b"bin/it's", Quoting::Sh, Some((b"bin/py", b"")), &[]),
+                text(b"bin/t", Quoting::Fish, Some((b"bin/py thon", b"-E")), &[]),
+            ],
+            binary: vec![BinaryRecord {
+                path: ByteString(b"lib/\xff.so".to_vec()),
+                macho: true,
+                slots: vec![CStringSlot {
+                    offset: 7,
+                    room: 300,
+                    pieces: vec![ByteString(Vec::new()), ByteString(b"/lib:'".to_vec())],
+                }],
+                links: vec![ByteString(b"lib/l".to_vec())],
+            }],
+            ..Relocation::default()
+        };
+        let rendered = records(&relocation);
+        let parsed = parse_records(&rendered).unwrap();
+        assert_eq!(parsed.source_prefix, relocation.source_prefix);
+        assert_eq!(parsed.text, relocation.text);
+        assert_eq!(parsed.binary, relocation.binary);
+        assert_eq!(records(&parsed), rendered);
+    }
+
+    #[test]
+    fn malformed_records_name_their_line() {
+        for (bad, line) in [
+            (&b"gp_source_prefix='/p'\ngp_text 'a' weird\n"[..], 2),
+            (b"gp_source_prefix='/p'\ngp_link 'a'\n", 2),
+            (b"gp_source_prefix='/p'\ngp_slot x 3 ''\n", 2),
+            (b"gp_source_prefix='/p'\nrm -rf /\n", 2),
+            (b"gp_source_prefix='/p\n", 1),
+        ] {
+            let err = parse_records(bad).unwrap_err();
+            assert!(err.starts_with(&format!("line {line}:")), "{err}");
+        }
+        assert!(
+            parse_records(b"gp_done\n")
+                .unwrap_err()
+                .contains("source prefix")
+        );
     }
 }

@@ -71,6 +71,11 @@ impl Scratch {
 }
 
 /// The built `gopack` binary, with progress bars off.
+/// The native relocator (`gopack-relocate`) built beside `gopack`, which bundles carry.
+pub fn relocator() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gopack-relocate"))
+}
+
 pub fn gopack() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gopack"));
     command.env("GOPACK_NO_PROGRESS", "1");

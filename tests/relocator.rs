@@ -1,0 +1,306 @@
+//! The native relocator bundles carry (`.gopack/relocate`): packed and verified like every other
+//! member, left out or refused when it cannot serve the environment, run by `bin/gopack-unpack`
+//! only when the host can execute it (else POSIX sh does the same work), and, built static, run
+//! on a host with no C library at all.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gopack::relocate::carry::{Linkage, RelocatorChoice};
+
+use crate::util::synthetic::{self, SyntheticEnv};
+use crate::util::*;
+
+fn small_env(prefix: &Path) -> PathBuf {
+    SyntheticEnv::new(prefix)
+        .text("etc/app.conf", "home=@PREFIX@\nsibling=@PREFIX@2\n")
+        .text(
+            "share/run.sh",
+            "#!/bin/sh\nexec \"@PREFIX@/bin/tool\" \"$@\"\n",
+        )
+        .build()
+}
+
+/// `tar -x` of `bundle` into `dest`, then `bin/gopack-unpack` under dash with only POSIX tools.
+fn extract_and_run(bundle: &Path, dest: &Path, posix: &Path) -> String {
+    let _ = std::fs::remove_dir_all(dest);
+    extract(bundle, dest);
+    run_script(dest, posix)
+}
+
+fn run_script(dest: &Path, posix: &Path) -> String {
+    run_ok(
+        Command::new(which("dash"))
+            .arg(dest.join("bin/gopack-unpack"))
+            .env_clear()
+            .env("PATH", posix),
+    )
+}
+
+#[test]
+fn bundles_carry_the_relocator_and_native_unpack_verifies_it() {
+    let scratch = Scratch::new();
+    let env = small_env(&scratch.path("env"));
+    let bundle = scratch.path("b.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    let listed = manifest(&bundle)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|file| file["path"] == ".gopack/relocate")
+        .cloned()
+        .expect("the manifest lists .gopack/relocate");
+    assert_eq!(listed["sha256"], sha256_file(&relocator()).as_str());
+    assert_eq!(listed["mode"], 0o755);
+
+    let dest = scratch.path("native");
+    unpack(&bundle, &dest);
+    assert_eq!(
+        sha256_file(&dest.join(".gopack/relocate")),
+        sha256_file(&relocator())
+    );
+    let native = tree_snapshot(&dest);
+    let posix = posix_bin(&scratch.path("posix"), false);
+    let said = extract_and_run(&bundle, &dest, &posix);
+    assert!(said.contains("(native relocator)"), "{said}");
+    assert_eq!(tree_snapshot(&dest), native);
+}
+
+#[test]
+fn no_relocator_leaves_the_work_to_posix_sh() {
+    let scratch = Scratch::new();
+    let env = small_env(&scratch.path("env"));
+    let bundle = scratch.path("b.tar.zst");
+    pack(&env, &bundle, &["-q", "--no-relocator"]);
+    let files = manifest(&bundle)["files"].as_array().unwrap().clone();
+    assert!(files.iter().all(|file| file["path"] != ".gopack/relocate"));
+    let posix = posix_bin(&scratch.path("posix"), false);
+    let dest = scratch.path("dest");
+    let said = extract_and_run(&bundle, &dest, &posix);
+    assert!(
+        said.contains("relocated 3 file(s)") && !said.contains("native"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("etc/app.conf")).unwrap(),
+        format!("home={0}\nsibling={1}2\n", dest.display(), env.display())
+    );
+}
+
+#[test]
+fn the_script_relocates_with_sh_when_the_relocator_cannot_run() {
+    let scratch = Scratch::new();
+    let env = small_env(&scratch.path("env"));
+    let bundle = scratch.path("b.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    let posix = posix_bin(&scratch.path("posix"), false);
+    let dest = scratch.path("dest");
+    let said = extract_and_run(&bundle, &dest, &posix);
+    assert!(said.contains("(native relocator)"), "{said}");
+    let reference = tree_snapshot(&dest);
+
+    // An ELF file for another machine: exec fails with ENOEXEC, and a shell may then read the
+    // file as a script. Whatever it does, it does not answer the probe.
+    let mut foreign = std::fs::read(relocator()).unwrap();
+    foreign[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    type Breaker = Box<dyn Fn(&Path)>;
+    let broken: [(&str, Breaker); 4] = [
+        (
+            "no execute bit",
+            Box::new(|file: &Path| {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap()
+            }),
+        ),
+        (
+            "fails to start",
+            Box::new(|file: &Path| std::fs::write(file, "#!/bin/sh\nexit 127\n").unwrap()),
+        ),
+        (
+            "answers something else",
+            Box::new(|file: &Path| std::fs::write(file, "#!/bin/sh\necho yes\n").unwrap()),
+        ),
+        (
+            "another machine",
+            Box::new(move |file: &Path| std::fs::write(file, &foreign).unwrap()),
+        ),
+    ];
+    for (why, break_it) in broken {
+        let _ = std::fs::remove_dir_all(&dest);
+        extract(&bundle, &dest);
+        let file = dest.join(".gopack/relocate");
+        break_it(&file);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        if why != "no execute bit" {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let said = run_script(&dest, &posix);
+        assert!(
+            said.contains("relocated") && !said.contains("native"),
+            "{why}: {said}"
+        );
+        // The relocator file is the one thing that differs from the reference.
+        std::fs::copy(relocator(), &file).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode | 0o755)).unwrap();
+        assert_eq!(tree_snapshot(&dest), reference, "{why}");
+    }
+}
+
+#[test]
+fn a_relocator_that_cannot_serve_the_environment_is_left_out_or_refused() {
+    let scratch = Scratch::new();
+    let env = small_env(&scratch.path("env"));
+    let out = scratch.path("b.tar.zst");
+    let stderr = run_fails(
+        create_command(&env, &out).args(["--relocator", "Cargo.toml"]),
+        1,
+    );
+    assert!(
+        stderr.contains("relocator `Cargo.toml`: not an ELF executable"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    let stderr = run_fails(
+        create_command(&env, &out).args(["--relocator", "/nonexistent/gopack-relocate"]),
+        1,
+    );
+    assert!(stderr.contains("cannot read it"), "{stderr}");
+
+    // Environments the relocator is not built for: left out by default, refused when named.
+    for (platform, why) in [
+        ("osx-arm64", "can serve only Linux environments"),
+        ("linux-s390x", "built for ELF machine"),
+    ] {
+        let env = SyntheticEnv::new(&scratch.path(platform))
+            .platform(platform)
+            .text("etc/app.conf", "home=@PREFIX@\n")
+            .build();
+        let bundle = scratch.path(&format!("{platform}.tar.zst"));
+        pack(&env, &bundle, &["-q"]);
+        let files = manifest(&bundle)["files"].as_array().unwrap().clone();
+        assert!(
+            files.iter().all(|file| file["path"] != ".gopack/relocate"),
+            "{platform}"
+        );
+        let stderr = run_fails(
+            create_command(&env, &scratch.path(&format!("{platform}-named.tar.zst")))
+                .arg("--relocator")
+                .arg(relocator()),
+            1,
+        );
+        assert!(stderr.contains(why), "{platform}: {stderr}");
+    }
+    let stderr = run_fails(
+        create_command(&env, &out).args(["--relocator", "x", "--no-relocator"]),
+        2,
+    );
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}
+
+/// `gopack-relocate` built with a static C runtime, as the README shows (cargo is a no-op when
+/// it is up to date; `.ci/run` builds it before the tests).
+fn static_relocator() -> PathBuf {
+    let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let dir = repo().join("target/static-relocator");
+    run_ok(
+        Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--bin", "gopack-relocate", "--target"])
+            .arg(&target)
+            .arg("--target-dir")
+            .arg(&dir)
+            .current_dir(repo())
+            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
+    );
+    dir.join(target).join("debug/gopack-relocate")
+}
+
+#[test]
+fn a_static_relocator_runs_on_a_host_without_a_c_library() {
+    let scratch = Scratch::new();
+    let linkage = |path: &Path| {
+        let choice = RelocatorChoice {
+            path: path.to_path_buf(),
+            explicit: true,
+        };
+        gopack::relocate::carry::check(&choice, &synthetic::host_platform())
+            .unwrap()
+            .unwrap()
+            .linkage
+    };
+    let built = static_relocator();
+    assert_eq!(linkage(&built), Linkage::Static);
+    assert_eq!(linkage(&relocator()), Linkage::Dynamic);
+    // The host: a static busybox, /dev/null and /dev/zero, and nothing else (no dynamic loader,
+    // no C library).
+    let busybox = which("busybox");
+    assert_eq!(
+        linkage(&busybox),
+        Linkage::Static,
+        "{} is dynamically linked; install Debian's busybox-static (see the README's setup)",
+        busybox.display()
+    );
+    let env = small_env(&scratch.path("env"));
+    let mut trees = Vec::new();
+    for (name, relocator, native) in [("static", built, true), ("dynamic", relocator(), false)] {
+        let bundle = scratch.path(&format!("{name}.tar.zst"));
+        let output = create_command(&env, &bundle)
+            .arg("--relocator")
+            .arg(&relocator)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        assert_eq!(
+            text(&output).contains("dynamically linked"),
+            !native,
+            "{}",
+            text(&output)
+        );
+        let root = scratch.path(&format!("host-{name}"));
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        // Copied by another process: a copy written by this one could be held open for writing
+        // by a child another test forks, and would not run (ETXTBSY) until that child execs.
+        run_ok(
+            Command::new("cp")
+                .arg(&busybox)
+                .arg(root.join("bin/busybox")),
+        );
+        for tool in [
+            "sh", "awk", "cat", "chmod", "cp", "dd", "ln", "mv", "rm", "tail", "touch",
+        ] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(tool)).unwrap();
+        }
+        std::fs::create_dir_all(root.join("dev")).unwrap();
+        for (device, minor) in [("null", "3"), ("zero", "5")] {
+            run_ok(
+                Command::new("mknod")
+                    .arg(root.join("dev").join(device))
+                    .args(["c", "1", minor]),
+            );
+        }
+        extract(&bundle, &root.join("opt/app"));
+        let said = run_ok(
+            Command::new(which("chroot"))
+                .arg(&root)
+                .args(["/bin/sh", "/opt/app/bin/gopack-unpack"])
+                .env_clear()
+                .env("PATH", "/bin"),
+        );
+        assert!(said.contains("relocated 3 file(s)"), "{name}: {said}");
+        assert_eq!(
+            said.contains("(native relocator)"),
+            native,
+            "{name}: {said}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("opt/app/etc/app.conf")).unwrap(),
+            format!("home=/opt/app\nsibling={}2\n", env.display())
+        );
+        let mut tree = tree_snapshot(&root.join("opt/app"));
+        // Only the relocator and the manifest, which lists its hash, differ.
+        tree.retain(|line| {
+            !line.starts_with(".gopack/relocate ") && !line.starts_with(".gopack/manifest.json ")
+        });
+        trees.push(tree);
+    }
+    assert_eq!(trees[0], trees[1]);
+}
