@@ -210,7 +210,9 @@ pub fn plan(
         ..Relocation::default()
     };
     let mut go_binaries = Vec::new();
-    let mut entries = Vec::with_capacity(inventory.entries.len());
+    // Room for what later steps add (gopack's own files, Go binaries, directories), so the
+    // largest allocation of the plan is never doubled to add a handful of entries.
+    let mut entries = Vec::with_capacity(inventory.entries.len() + 256);
     for (mut entry, result) in inventory.entries.into_iter().zip(analysed) {
         let body = match result? {
             Some(analysed) => {
@@ -298,7 +300,7 @@ fn analyse_entry(
         is_record: entry.path.starts_with(b"conda-meta/") && entry.path.ends_with(b".json"),
         is_go: go.is_some(),
     };
-    let plan = relocate::plan_file(&context, &facts, &file).map_err(unreadable)?;
+    let mut plan = relocate::plan_file(&context, &facts, &file).map_err(unreadable)?;
     let (sha256, size) = match &plan.edit {
         Edit::None => (facts.sha256, facts.size),
         Edit::Replace(bytes) => (Sha256::digest(bytes).into(), bytes.len() as u64),
@@ -310,7 +312,8 @@ fn analyse_entry(
     }
     Ok(Analysed {
         body: Body::Disk {
-            edit: plan.edit.clone(),
+            // Moved, not copied: a replaced conda-meta record is the file's whole content.
+            edit: std::mem::take(&mut plan.edit),
             sha256,
             size,
             kind: facts.kind,

@@ -155,9 +155,10 @@ pub fn edited_reader<'a>(
         Edit::None => Box::new(whole),
         Edit::Replace(bytes) => Box::new(&bytes[..]),
         Edit::Patch(patches) => Box::new(PatchedReader::new(whole, patches.clone())),
-        Edit::Relocate { record, from, to } => {
-            Box::new(RewritingReader::new(whole, record.rewriter(from, to)))
-        }
+        Edit::Relocate(text) => Box::new(RewritingReader::new(
+            whole,
+            text.record.rewriter(&text.from, &text.to),
+        )),
     }
 }
 

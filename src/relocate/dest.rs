@@ -57,11 +57,11 @@ pub fn apply_dest_prefix(plan: &mut Plan, dest: &[u8]) -> Result<()> {
             Body::Disk { kind, edit, .. } => {
                 let edit = match (edit, text, patches) {
                     (Edit::Replace(bytes), _, _) => Edit::Replace(in_memory(bytes)),
-                    (_, Some(record), _) => Edit::Relocate {
+                    (_, Some(record), _) => Edit::Relocate(Box::new(super::TextEdit {
                         record: record.clone(),
                         from: from.clone(),
                         to: dest.to_vec(),
-                    },
+                    })),
                     (Edit::Patch(existing), None, Some(new)) => {
                         Edit::Patch(existing.iter().cloned().chain(new).collect())
                     }

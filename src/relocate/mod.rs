@@ -39,15 +39,20 @@ pub enum Edit {
     Replace(Vec<u8>),
     /// Packed with these same-length byte ranges overwritten.
     Patch(Vec<Patch>),
-    /// Packed streamed through this text relocation (`--dest-prefix`).
-    Relocate {
-        /// The file's record.
-        record: TextRecord,
-        /// The prefix the file holds.
-        from: Vec<u8>,
-        /// The prefix it gets.
-        to: Vec<u8>,
-    },
+    /// Packed streamed through this text relocation (`--dest-prefix`). Boxed: the plan holds
+    /// an edit for every file, and most have none.
+    Relocate(Box<TextEdit>),
+}
+
+/// A text relocation applied while packing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextEdit {
+    /// The file's record.
+    pub record: TextRecord,
+    /// The prefix the file holds.
+    pub from: Vec<u8>,
+    /// The prefix it gets.
+    pub to: Vec<u8>,
 }
 
 /// Bytes overwritten at an offset (same length: nothing moves).
