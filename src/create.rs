@@ -94,6 +94,17 @@ pub fn plan_bundle(
     Ok(plan)
 }
 
+/// Gives the memory planning freed (conda records, the analysis of every file) back to the
+/// system before the archive's compression buffers are allocated: glibc keeps it otherwise, and
+/// peak memory would grow with the environment's file count far more than the plan needs.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the system; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Packs an environment into a bundle.
 ///
 /// # Errors
@@ -104,19 +115,22 @@ pub fn create(
     reporter: &dyn Reporter,
 ) -> Result<Summary> {
     archive::check_output(&options.output, options.write.force)?;
-    let go_staging = tempfile::Builder::new()
-        .prefix("gopack-go-")
+    // Go builds and the plan's large generated contents go here, removed at the end.
+    let scratch = tempfile::Builder::new()
+        .prefix("gopack-")
         .tempdir()
-        .map_err(|source| crate::Error::io("cannot create a directory for Go builds", source))?;
-    let plan = plan_bundle(
+        .map_err(|source| crate::Error::io("cannot create a scratch directory", source))?;
+    let mut plan = plan_bundle(
         &options.prefix,
         &options.scan,
         &options.plan,
         &options.go,
-        go_staging.path(),
+        scratch.path(),
         cancel,
         reporter,
     )?;
+    plan.spill_large_bodies(scratch.path())?;
+    release_freed_memory();
     let bundle = match &options.image {
         Some(image) => crate::oci::write_image(
             &plan,

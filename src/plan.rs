@@ -111,7 +111,43 @@ pub struct Plan {
     pub relocator: Option<relocate::carry::Linkage>,
 }
 
+/// In-memory contents larger than this are moved to files before the archive is written.
+const SPILL_ABOVE: usize = 64 * 1024;
+
 impl Plan {
+    /// Moves content the plan holds in memory (the manifest, rewritten conda-meta records) to
+    /// files in `scratch` when it is large, so that while the archive is written memory grows
+    /// with the number of files only by their compact entries. `scratch` must outlive the
+    /// plan's use.
+    ///
+    /// # Errors
+    /// I/O errors naming the file in `scratch`.
+    pub fn spill_large_bodies(&mut self, scratch: &std::path::Path) -> Result<()> {
+        for (index, planned) in self.entries.iter_mut().enumerate() {
+            let (bytes, sha256) = match &planned.body {
+                Body::Generated(bytes) if bytes.len() > SPILL_ABOVE => {
+                    (bytes, Sha256::digest(bytes).into())
+                }
+                Body::Disk {
+                    edit: Edit::Replace(bytes),
+                    sha256,
+                    ..
+                } if bytes.len() > SPILL_ABOVE => (bytes, *sha256),
+                _ => continue,
+            };
+            let source = scratch.join(format!("spilled-{index}"));
+            fs_err::write(&source, bytes).map_err(|source| {
+                Error::io("cannot write a scratch file for the archive", source)
+            })?;
+            planned.body = Body::External {
+                size: bytes.len() as u64,
+                source,
+                sha256,
+            };
+        }
+        Ok(())
+    }
+
     /// The mtime of gopack's own members: the newest conda-meta record's, so it is the same on
     /// every run for the same environment (no pack-time clock).
     pub fn generated_mtime(&self) -> u64 {
@@ -168,8 +204,14 @@ pub struct PlanOptions {
     pub relocator: Option<relocate::carry::RelocatorChoice>,
 }
 
+/// One file's analysis, as small as possible: every file of the environment has one at once.
 struct Analysed {
     body: Body,
+    /// What the relocation plan and the Go check need, for the few files that have any.
+    extras: Option<Box<Extras>>,
+}
+
+struct Extras {
     plan: relocate::FilePlan,
     go: Option<GoBinary>,
 }
@@ -216,11 +258,14 @@ pub fn plan(
     for (mut entry, result) in inventory.entries.into_iter().zip(analysed) {
         let body = match result? {
             Some(analysed) => {
-                relocation.fixed.extend(analysed.plan.fixes);
-                relocation.text.extend(analysed.plan.text);
-                relocation.binary.extend(analysed.plan.binary);
-                relocation.left_alone.extend(analysed.plan.left_alone);
-                go_binaries.extend(analysed.go);
+                if let Some(extras) = analysed.extras {
+                    let Extras { plan, go } = *extras;
+                    relocation.fixed.extend(plan.fixes);
+                    relocation.text.extend(plan.text);
+                    relocation.binary.extend(plan.binary);
+                    relocation.left_alone.extend(plan.left_alone);
+                    go_binaries.extend(go);
+                }
                 analysed.body
             }
             None => Body::None,
@@ -310,16 +355,21 @@ fn analyse_entry(
     if let Some(go) = go.as_mut() {
         go.sha256 = hex::encode(sha256);
     }
+    let body = Body::Disk {
+        // Moved, not copied: a replaced conda-meta record is the file's whole content.
+        edit: std::mem::take(&mut plan.edit),
+        sha256,
+        size,
+        kind: facts.kind,
+    };
+    let nothing_else = plan.fixes.is_empty()
+        && plan.text.is_none()
+        && plan.binary.is_none()
+        && plan.left_alone.is_none()
+        && go.is_none();
     Ok(Analysed {
-        body: Body::Disk {
-            // Moved, not copied: a replaced conda-meta record is the file's whole content.
-            edit: std::mem::take(&mut plan.edit),
-            sha256,
-            size,
-            kind: facts.kind,
-        },
-        plan,
-        go,
+        body,
+        extras: (!nothing_else).then(|| Box::new(Extras { plan, go })),
     })
 }
 

@@ -471,6 +471,7 @@ pub fn write_image(
         .find(|p| p.entry.path == MANIFEST_PATH.as_bytes())
         .and_then(|p| match &p.body {
             Body::Generated(bytes) => Some(digest_of(bytes)),
+            Body::External { sha256, .. } => Some(format!("sha256:{}", hex::encode(sha256))),
             _ => None,
         })
         .unwrap_or_default();
