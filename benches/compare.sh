@@ -18,7 +18,9 @@
 # scripts change). Every run goes into a fresh directory on WORKDIR's filesystem; the rm -rf
 # before it and a `sync` are not timed. Seconds and peak RSS are GNU time's %e and %M.
 #
-# usage: benches/compare.sh [--factors "1 10"] [WORKDIR]     (defaults: "1", target/compare)
+# usage: benches/compare.sh [--factors "1 10"] [--runs N] [WORKDIR]
+#        (defaults: factors "1", 1 run, target/compare; with N runs, seconds are medians and
+#        peak RSS the largest)
 # Extra scale_env.py arguments (e.g. "--big-files 4 --big-size 1000000000"): $SCALE_ENV_ARGS.
 # Needs: python3 (conda-pack is installed from PyPI into a venv), GNU tar, zstd, GNU time
 # (/usr/bin/time), dash, cargo. Disk: about 3x the environment's size per factor at a time
@@ -30,11 +32,13 @@ die() { echo "compare.sh: $*" >&2; exit 1; }
 usage() { sed -n '/^# usage:/,/^# Needs:/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 factors=1
+runs=1
 work=
 while [ $# -gt 0 ]; do
   case $1 in
     --factors) [ $# -ge 2 ] || usage; factors=$2; shift 2 ;;
     --factors=*) factors=${1#*=}; shift ;;
+    --runs) [ $# -ge 2 ] || usage; runs=$2; shift 2 ;;
     -h|--help) usage ;;
     -*) echo "compare.sh: unknown option $1" >&2; usage ;;
     *) [ -z "$work" ] || usage; work=$1; shift ;;
@@ -44,6 +48,7 @@ for f in $factors; do
   case $f in ''|*[!0-9]*|0*) die "--factors takes positive whole numbers, got '$f'" ;; esac
 done
 [ -n "${factors// /}" ] || die "--factors is empty"
+case $runs in ''|*[!0-9]*|0*) die "--runs takes a positive whole number, got '$runs'" ;; esac
 
 # The tools, before anything slow.
 for t in python3 tar zstd dash cargo; do
@@ -91,20 +96,30 @@ scaled_env() {
   printf '%s\n' "$dir"
 }
 
-# measure NAME COMMAND... : runs it under GNU time; sets secs and rss (MB) and records them.
+# measure NAME SETUP COMMAND... : runs SETUP (a shell function; not timed) then COMMAND under
+# GNU time, $runs times; sets secs (the median) and rss (MB, the largest) and records them.
 measure() {
-  local name=$1 kb
-  shift
-  /usr/bin/time -f "%e %M" -o "$out/$name.time" "$@" >"$out/$name.log" 2>&1 || {
-    echo "$name failed:" >&2; tail -n 30 "$out/$name.log" >&2; exit 1; }
-  read -r secs kb <"$out/$name.time"
-  rss=$((kb / 1024))
-  printf '%s_s=%s\n%s_rss=%s\n' "$name" "$secs" "$name" "$rss" >>"$out/results"
+  local name=$1 setup=$2 kb i all=
+  shift 2
+  rss=0
+  for ((i = 1; i <= runs; i++)); do
+    "$setup"
+    /usr/bin/time -f "%e %M" -o "$out/$name.time" "$@" >"$out/$name.log" 2>&1 || {
+      echo "$name failed:" >&2; tail -n 30 "$out/$name.log" >&2; exit 1; }
+    read -r secs kb <"$out/$name.time"
+    all="$all $secs"
+    [ $((kb / 1024)) -gt "$rss" ] && rss=$((kb / 1024))
+  done
+  secs=$(printf '%s\n' $all | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+  printf '%s_s=%s\n%s_rss=%s\n%s_all=%s\n' "$name" "$secs" "$name" "$rss" "$name" "${all# }" >>"$out/results"
 }
-fresh() { # an empty destination, its removal not timed; then flush dirty pages
-  rm -rf "$1"
-  sync
-}
+# Setups, run before each timed run: remove the previous output, flush dirty pages.
+no_floor() { rm -f "$out/floor.tar.zst"; sync; }
+no_gopack() { rm -f "$out/gopack.tar.zst" "$out/gopack.tar.zst.sha256"; sync; }
+no_condapack() { rm -f "$out/conda-pack.tar.gz"; sync; }
+fresh_dest() { rm -rf "$d"; sync; }
+extracted_gopack() { fresh_dest; mkdir "$d" && tar -xf "$out/gopack.tar.zst" -C "$d" && sync; }
+extracted_condapack() { fresh_dest; mkdir "$d" && tar -xzf "$out/conda-pack.tar.gz" -C "$d" && sync; }
 mb() { echo $(($(stat -c %s "$1") / 1048576)); }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
@@ -125,17 +140,13 @@ run_factor() {
   # GNU tar does not read file contents when its archive is /dev/null.)
   tar -cf - -C "$env" . | cat >/dev/null
 
-  # --- pack
-  rm -f "$out"/floor.tar.zst "$out"/gopack.tar.zst "$out"/conda-pack.tar.gz
-  sync
-  measure pack_floor sh -c "tar -cf - -C '$env' . | zstd -3 -T0 -q -o '$out/floor.tar.zst'"
+  # --- pack (the outputs are removed before each run, not timed)
+  measure pack_floor no_floor sh -c "tar -cf - -C '$env' . | zstd -3 -T0 -q -o '$out/floor.tar.zst'"
   local pf_s=$secs pf_rss=$rss
-  sync
-  measure pack_gopack "$gopack" create -q -p "$env" -o "$out/gopack.tar.zst"
+  measure pack_gopack no_gopack "$gopack" create -q -p "$env" -o "$out/gopack.tar.zst"
   local pg_s=$secs pg_rss=$rss
-  sync
-  measure pack_condapack "$work/venv/bin/conda-pack" -q -p "$env" -o "$out/conda-pack.tar.gz" \
-    -j 2 --ignore-missing-files
+  measure pack_condapack no_condapack "$work/venv/bin/conda-pack" -q -p "$env" \
+    -o "$out/conda-pack.tar.gz" -j 2 --ignore-missing-files
   local pc_s=$secs pc_rss=$rss
   local a_floor a_gp a_cp
   a_floor=$(mb "$out/floor.tar.zst") a_gp=$(mb "$out/gopack.tar.zst") a_cp=$(mb "$out/conda-pack.tar.gz")
@@ -143,33 +154,24 @@ run_factor() {
 
   # --- unpack, each into a fresh directory on this filesystem
   d=$out/dest
-  fresh "$d"
-  measure unpack_floor sh -c "mkdir '$d' && zstd -dc '$out/gopack.tar.zst' | tar -xf - -C '$d'"
+  measure unpack_floor fresh_dest sh -c "mkdir '$d' && zstd -dc '$out/gopack.tar.zst' | tar -xf - -C '$d'"
   local uf_s=$secs uf_rss=$rss
-  fresh "$d"
-  measure unpack_gopack "$gopack" unpack -q "$out/gopack.tar.zst" -d "$d"
+  measure unpack_gopack fresh_dest "$gopack" unpack -q "$out/gopack.tar.zst" -d "$d"
   local ug_s=$secs ug_rss=$rss
   # conda-unpack's shebang is `#!/usr/bin/env python`: run it with the environment's bin/ first
   # on PATH, as after `source bin/activate`.
-  fresh "$d"
-  measure unpack_condapack sh -c "mkdir '$d' && tar -xzf '$out/conda-pack.tar.gz' -C '$d' &&
+  measure unpack_condapack fresh_dest sh -c "mkdir '$d' && tar -xzf '$out/conda-pack.tar.gz' -C '$d' &&
     PATH='$d/bin':\"\$PATH\" '$d/bin/conda-unpack'"
   local uc_s=$secs uc_rss=$rss
 
-  # --- relocation alone, on the target, after a plain tar -x
-  fresh "$d"
-  mkdir "$d" && tar -xf "$out/gopack.tar.zst" -C "$d" && sync
-  measure reloc_default "$dash" "$d/bin/gopack-unpack" -q
+  # --- relocation alone, on the target, after a plain tar -x (not timed)
+  measure reloc_default extracted_gopack "$dash" "$d/bin/gopack-unpack" -q
   local rd_s=$secs rd_rss=$rss
-  fresh "$d"
-  mkdir "$d" && tar -xf "$out/gopack.tar.zst" -C "$d" && sync
-  measure reloc_sh env GOPACK_UNPACK_SH=1 "$dash" "$d/bin/gopack-unpack" -q
+  measure reloc_sh extracted_gopack env GOPACK_UNPACK_SH=1 "$dash" "$d/bin/gopack-unpack" -q
   local rs_s=$secs rs_rss=$rss
-  fresh "$d"
-  mkdir "$d" && tar -xzf "$out/conda-pack.tar.gz" -C "$d" && sync
-  measure reloc_condapack env PATH="$d/bin:$PATH" "$d/bin/conda-unpack"
+  measure reloc_condapack extracted_condapack env PATH="$d/bin:$PATH" "$d/bin/conda-unpack"
   local rc_s=$secs rc_rss=$rss
-  fresh "$d"
+  rm -rf "$d"
 
   local row='%-9s %-44s %8s %8s %7s MB %7s\n'
   printf '\n'"$row" "step" "run" "seconds" "ratio" "RSS" "archive"
@@ -199,21 +201,24 @@ done
 # --- summary over the factors
 get() { sed -n "s/^$2=//p" "$work/x$1/results"; }
 echo
-echo "## Summary (seconds; ratios: gopack / floor, and conda-pack / gopack = times faster)"
+echo "## Summary"
 echo
-echo "| factor | files | GB | pack floor | gopack create | conda-pack | unpack floor | gopack unpack | tar -xzf + conda-unpack | gopack-unpack (default) | gopack-unpack (sh) | conda-unpack | RSS create / unpack |"
+echo "Seconds$([ "$runs" -gt 1 ] && echo " (median of $runs runs)"), on $cores cores. In brackets: the time over the floor's"
+echo "(×floor), over conda-pack's (×conda-pack; below 1 = gopack is faster), the archive size."
+echo
+echo "| factor | files | GB | pack: floor | gopack create | conda-pack | unpack: floor | gopack unpack | tar -xzf + conda-unpack | relocate: gopack-unpack | gopack-unpack (sh) | conda-unpack | peak RSS create / unpack |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for f in $factors; do
   pf=$(get "$f" pack_floor_s) pg=$(get "$f" pack_gopack_s) pc=$(get "$f" pack_condapack_s)
   uf=$(get "$f" unpack_floor_s) ug=$(get "$f" unpack_gopack_s) uc=$(get "$f" unpack_condapack_s)
   rd=$(get "$f" reloc_default_s) rs=$(get "$f" reloc_sh_s) rc=$(get "$f" reloc_condapack_s)
-  printf '| %sx | %s | %s | %s (%s MB) | %s (%s×, %s MB) | %s (%s× slower, %s MB) | %s | %s (%s×) | %s (%s× slower) | %s (%s× faster) | %s (%s× faster) | %s | %s / %s MB |\n' \
+  printf '| %sx | %s | %s | %s (%s MB) | %s (%s×floor, %s×conda-pack, %s MB) | %s (%s×floor, %s MB) | %s | %s (%s×floor, %s×conda-pack) | %s (%s×floor) | %s (%s×conda-pack) | %s (%s×conda-pack) | %s | %s / %s MB |\n' \
     "$f" "$(get "$f" files)" "$(get "$f" gb)" \
     "$pf" "$(get "$f" archive_floor)" \
-    "$pg" "$(ratio "$pg" "$pf")" "$(get "$f" archive_gopack)" \
-    "$pc" "$(ratio "$pc" "$pg")" "$(get "$f" archive_condapack)" \
-    "$uf" "$ug" "$(ratio "$ug" "$uf")" "$uc" "$(ratio "$uc" "$ug")" \
-    "$rd" "$(ratio "$rc" "$rd")" "$rs" "$(ratio "$rc" "$rs")" "$rc" \
+    "$pg" "$(ratio "$pg" "$pf")" "$(ratio "$pg" "$pc")" "$(get "$f" archive_gopack)" \
+    "$pc" "$(ratio "$pc" "$pf")" "$(get "$f" archive_condapack)" \
+    "$uf" "$ug" "$(ratio "$ug" "$uf")" "$(ratio "$ug" "$uc")" "$uc" "$(ratio "$uc" "$uf")" \
+    "$rd" "$(ratio "$rd" "$rc")" "$rs" "$(ratio "$rs" "$rc")" "$rc" \
     "$(get "$f" pack_gopack_rss)" "$(get "$f" unpack_gopack_rss)"
 done
 

@@ -346,6 +346,9 @@ fn analyse_entry(
         is_go: go.is_some(),
     };
     let mut plan = relocate::plan_file(&context, &facts, &file).map_err(unreadable)?;
+    if let Some(text) = plan.text.as_mut() {
+        text.no_final_newline = facts.last_byte.is_some_and(|byte| byte != b'\n');
+    }
     let (sha256, size) = match &plan.edit {
         Edit::None => (facts.sha256, facts.size),
         Edit::Replace(bytes) => (Sha256::digest(bytes).into(), bytes.len() as u64),

@@ -182,6 +182,14 @@ fn random_case(random: &mut Random, old: &[u8], new_len: usize) -> Case {
         slots,
         links: Vec::new(),
     });
+    // As the planner records it: whether the file ends without a newline.
+    for record in &mut relocation.text {
+        let (_, content, _) = files
+            .iter()
+            .find(|(path, ..)| *path == record.path.0)
+            .unwrap();
+        record.no_final_newline = content.last().is_some_and(|&byte| byte != b'\n');
+    }
     Case {
         files,
         links,

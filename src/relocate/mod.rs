@@ -81,6 +81,10 @@ pub struct TextRecord {
     /// Other names of the same file (hard links), which get the new bytes too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<ByteString>,
+    /// The file does not end with a newline (relocation never changes that). Recorded so the
+    /// sh engine need not look at every file's last byte with another process.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_final_newline: bool,
 }
 
 impl TextRecord {
@@ -92,6 +96,7 @@ impl TextRecord {
             quoting: Quoting::Plain,
             shebang: None,
             links: Vec::new(),
+            no_final_newline: false,
         }
     }
 }

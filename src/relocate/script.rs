@@ -43,15 +43,21 @@ pub fn records(relocation: &Relocation) -> Vec<u8> {
             super::Quoting::Sh => b"sh",
             super::Quoting::Fish => b"fish",
         };
+        let ending: &[u8] = if record.no_final_newline {
+            b"nonl"
+        } else {
+            b"nl"
+        };
         match &record.shebang {
             Some(line) => call(&[
                 b"gp_text",
                 &path,
                 quoting,
+                ending,
                 &sh_quote(&line.interpreter.0),
                 &sh_quote(&line.argument.0),
             ]),
-            None => call(&[b"gp_text", &path, quoting]),
+            None => call(&[b"gp_text", &path, quoting, ending]),
         }
         for link in &record.links {
             call(&[b"gp_link", &sh_quote(&link.0)]);
@@ -160,11 +166,16 @@ pub fn parse_records(mut input: &[u8]) -> Result<Relocation, String> {
             (word, []) if word.starts_with(b"gp_source_prefix=") => {
                 source = Some(word[b"gp_source_prefix=".len()..].to_vec());
             }
-            (b"gp_text", [path, quoting, shebang @ ..]) => {
+            (b"gp_text", [path, quoting, ending, shebang @ ..]) => {
                 let quoting = match quoting.as_slice() {
                     b"plain" => Quoting::Plain,
                     b"sh" => Quoting::Sh,
                     b"fish" => Quoting::Fish,
+                    _ => return Err(bad()),
+                };
+                let no_final_newline = match ending.as_slice() {
+                    b"nl" => false,
+                    b"nonl" => true,
                     _ => return Err(bad()),
                 };
                 let shebang = match shebang {
@@ -178,6 +189,7 @@ pub fn parse_records(mut input: &[u8]) -> Result<Relocation, String> {
                 relocation.text.push(TextRecord {
                     quoting,
                     shebang,
+                    no_final_newline,
                     ..TextRecord::plain(ByteString(path.clone()), 0)
                 });
                 last = Last::Text;
@@ -245,7 +257,10 @@ mod tests {
         let relocation = Relocation {
             source_prefix: ByteString(b"/old 'p'\\ $(x)".to_vec()),
             text: vec![
-                text(b"etc/a b", Quoting::Plain, None, &[b"etc/c\nd"]),
+                TextRecord {
+                    no_final_newline: true,
+                    ..text(b"etc/a b", Quoting::Plain, None, &[b"etc/c\nd"])
+                },
                 text(b"bin/it's", Quoting::Sh, Some((b"bin/py", b"")), &[]),
                 text(b"bin/t", Quoting::Fish, Some((b"bin/py thon", b"-E")), &[]),
             ],
@@ -272,7 +287,8 @@ mod tests {
     #[test]
     fn malformed_records_name_their_line() {
         for (bad, line) in [
-            (&b"gp_source_prefix='/p'\ngp_text 'a' weird\n"[..], 2),
+            (&b"gp_source_prefix='/p'\ngp_text 'a' weird nl\n"[..], 2),
+            (b"gp_source_prefix='/p'\ngp_text 'a' plain maybe\n", 2),
             (b"gp_source_prefix='/p'\ngp_link 'a'\n", 2),
             (b"gp_source_prefix='/p'\ngp_slot x 3 ''\n", 2),
             (b"gp_source_prefix='/p'\nrm -rf /\n", 2),

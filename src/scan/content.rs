@@ -32,6 +32,8 @@ pub struct FileFacts {
     pub prefix_hits: Vec<u64>,
     /// The first bytes (up to [`HEAD`]).
     pub head: Vec<u8>,
+    /// The last byte, if the file is not empty.
+    pub last_byte: Option<u8>,
     /// Offsets of the Go build-info magic, for object files (the first valid one is the blob;
     /// Go's own tools also hold the magic as a string constant).
     pub go_buildinfo: Vec<u64>,
@@ -69,6 +71,7 @@ pub fn analyse(
     let mut base: u64 = 0;
     let mut kept = 0usize;
     let mut total: u64 = 0;
+    let mut last_byte = None;
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
@@ -79,6 +82,7 @@ pub fn analyse(
         }
         let fresh = &buffer[kept..kept + read];
         hasher.update(fresh);
+        last_byte = fresh.last().copied();
         has_nul |= memchr::memchr(0, fresh).is_some();
         total += read as u64;
         if head.len() < HEAD {
@@ -125,6 +129,7 @@ pub fn analyse(
         kind,
         prefix_hits,
         head,
+        last_byte,
         go_buildinfo,
     })
 }

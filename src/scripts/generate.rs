@@ -89,6 +89,7 @@ pub fn add_generated(
         if occurrences > 0 {
             plan.relocation.text.push(TextRecord {
                 quoting: *quoting,
+                no_final_newline: content.last().is_some_and(|&byte| byte != b'\n'),
                 ..TextRecord::plain(ByteString(path.to_vec()), occurrences)
             });
         }

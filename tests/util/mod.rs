@@ -187,7 +187,7 @@ pub fn extract(bundle: &Path, dest: &Path) {
 pub fn posix_bin(dir: &Path, busybox: bool) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     for tool in [
-        "awk", "cat", "chmod", "cp", "dd", "ln", "mv", "readlink", "rm", "tail", "touch",
+        "awk", "cat", "chmod", "cp", "dd", "ln", "mv", "readlink", "rm", "touch",
     ] {
         let link = dir.join(tool);
         let _ = std::fs::remove_file(&link);
