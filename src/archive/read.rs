@@ -559,7 +559,8 @@ pub fn open_bundle(path: &Path) -> Result<TarReader> {
     let (compression, tar_head, decoded): (Option<&str>, Vec<u8>, Box<dyn Read>) =
         if head.starts_with(b"\x28\xb5\x2f\xfd") || head.starts_with(b"\x1f\x8b") {
             let raw = Cursor::new(head.clone()).chain(file);
-            let (name, mut decoded): (&str, Box<dyn Read>) = if head.starts_with(b"\x1f\x8b") {
+            let (name, mut decoded): (&str, Box<dyn Read + Send>) = if head.starts_with(b"\x1f\x8b")
+            {
                 ("gzip", Box::new(flate2::read::GzDecoder::new(raw)))
             } else {
                 let decoder = zstd::Decoder::new(raw).map_err(|err| bad(format!("zstd: {err}")))?;
@@ -571,7 +572,8 @@ pub fn open_bundle(path: &Path) -> Result<TarReader> {
                     escape_str(&err.to_string())
                 ))
             })?;
-            (Some(name), tar_head, decoded)
+            // Decompression runs ahead on its own thread while the caller hashes and writes.
+            (Some(name), tar_head, Box::new(ReadAhead::new(decoded)))
         } else {
             (None, head, Box::new(file))
         };
@@ -591,6 +593,82 @@ pub fn open_bundle(path: &Path) -> Result<TarReader> {
         offset: 0,
         ended: false,
     })
+}
+
+/// Reads `inner` on a thread of its own, up to [`READ_AHEAD`] chunks ahead of the caller. The
+/// thread ends at the end of `inner`, at its first error (passed on), or when the reader is
+/// dropped.
+struct ReadAhead {
+    chunks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    current: Cursor<Vec<u8>>,
+    done: bool,
+}
+
+/// Chunks in flight between the decompressing thread and the reader.
+const READ_AHEAD: usize = 4;
+/// Size of one chunk.
+const CHUNK: usize = 1 << 20;
+
+impl ReadAhead {
+    fn new(mut inner: Box<dyn Read + Send>) -> ReadAhead {
+        let (sender, chunks) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        std::thread::spawn(move || {
+            loop {
+                let mut chunk = vec![0u8; CHUNK];
+                let mut filled = 0;
+                let result = loop {
+                    match inner.read(&mut chunk[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(read) => {
+                            filled += read;
+                            if filled == CHUNK {
+                                break Ok(());
+                            }
+                        }
+                        Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(err) => break Err(err),
+                    }
+                };
+                let last = filled < CHUNK || result.is_err();
+                chunk.truncate(filled);
+                if filled > 0 && sender.send(Ok(chunk)).is_err() {
+                    return;
+                }
+                if let Err(err) = result {
+                    let _ = sender.send(Err(err));
+                    return;
+                }
+                if last {
+                    return;
+                }
+            }
+        });
+        ReadAhead {
+            chunks,
+            current: Cursor::new(Vec::new()),
+            done: false,
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let read = self.current.read(buffer)?;
+            if read > 0 || buffer.is_empty() || self.done {
+                return Ok(read);
+            }
+            match self.chunks.recv() {
+                Ok(Ok(chunk)) => self.current = Cursor::new(chunk),
+                Ok(Err(err)) => {
+                    self.done = true;
+                    return Err(err);
+                }
+                // The thread ended after the last chunk.
+                Err(_) => self.done = true,
+            }
+        }
+    }
 }
 
 /// The start of a bundle: the manifest (validated), its raw bytes and header, the directory
