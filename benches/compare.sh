@@ -18,9 +18,10 @@
 # scripts change). Every run goes into a fresh directory on WORKDIR's filesystem; the rm -rf
 # before it and a `sync` are not timed. Seconds and peak RSS are GNU time's %e and %M.
 #
-# usage: benches/compare.sh [--factors "1 10"] [--runs N] [WORKDIR]
+# usage: benches/compare.sh [--factors "1 10"] [--runs N] [--unpack-dir DIR] [WORKDIR]
 #        (defaults: factors "1", 1 run, target/compare; with N runs, seconds are medians and
-#        peak RSS the largest)
+#        peak RSS the largest; --unpack-dir puts every unpacked tree in DIR, e.g. /dev/shm,
+#        where a disk's write-back would otherwise make unpack times noise)
 # Extra scale_env.py arguments (e.g. "--big-files 4 --big-size 1000000000"): $SCALE_ENV_ARGS.
 # Needs: python3 (conda-pack is installed from PyPI into a venv), GNU tar, zstd, GNU time
 # (/usr/bin/time), dash, cargo. Disk: about 3x the environment's size per factor at a time
@@ -33,12 +34,14 @@ usage() { sed -n '/^# usage:/,/^# Needs:/p' "$0" | sed 's/^# \{0,1\}//' >&2; exi
 
 factors=1
 runs=1
+unpack_dir=
 work=
 while [ $# -gt 0 ]; do
   case $1 in
     --factors) [ $# -ge 2 ] || usage; factors=$2; shift 2 ;;
     --factors=*) factors=${1#*=}; shift ;;
     --runs) [ $# -ge 2 ] || usage; runs=$2; shift 2 ;;
+    --unpack-dir) [ $# -ge 2 ] || usage; unpack_dir=$2; shift 2 ;;
     -h|--help) usage ;;
     -*) echo "compare.sh: unknown option $1" >&2; usage ;;
     *) [ -z "$work" ] || usage; work=$1; shift ;;
@@ -62,6 +65,9 @@ dash=$(command -v dash)
 work=${work:-$repo/target/compare}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
+if [ -n "$unpack_dir" ]; then
+  mkdir -p "$unpack_dir" && unpack_dir=$(cd "$unpack_dir" && pwd) || die "cannot use --unpack-dir $unpack_dir"
+fi
 env_dir=$work/bench-env
 cores=$(nproc)
 
@@ -153,7 +159,7 @@ run_factor() {
   printf 'archive_floor=%s\narchive_gopack=%s\narchive_condapack=%s\n' "$a_floor" "$a_gp" "$a_cp" >>"$out/results"
 
   # --- unpack, each into a fresh directory on this filesystem
-  d=$out/dest
+  d=${unpack_dir:-$out}/gopack-compare-dest
   measure unpack_floor fresh_dest sh -c "mkdir '$d' && zstd -dc '$out/gopack.tar.zst' | tar -xf - -C '$d'"
   local uf_s=$secs uf_rss=$rss
   measure unpack_gopack fresh_dest "$gopack" unpack -q "$out/gopack.tar.zst" -d "$d"
