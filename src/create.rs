@@ -66,13 +66,13 @@ pub struct Summary {
 ///
 /// # Errors
 /// Everything [`CondaEnv::open`], [`scan::scan`] and [`plan::plan`] report.
-/// Go binaries are built into `go_staging`, which must outlive the plan's use.
+/// Go binaries and the manifest are written into `scratch`, which must outlive the plan's use.
 pub fn plan_bundle(
     prefix: &std::path::Path,
     scan_options: &ScanOptions,
     plan_options: &PlanOptions,
     go_options: &GoBuildOptions,
-    go_staging: &std::path::Path,
+    scratch: &std::path::Path,
     cancel: &AtomicBool,
     reporter: &dyn Reporter,
 ) -> Result<Plan> {
@@ -82,13 +82,16 @@ pub fn plan_bundle(
     let env = CondaEnv::open(prefix)?;
     let inventory = scan::scan(&env, scan_options, reporter)?;
     let mut plan = plan::plan(&env, inventory, plan_options, cancel, reporter)?;
+    // The records' per-path data is not needed past planning; a large environment's is large.
+    drop(env);
     if go_options.any() {
-        crate::go::bundle::add_built_binaries(&mut plan, go_options, go_staging, cancel, reporter)?;
+        crate::go::bundle::add_built_binaries(&mut plan, go_options, scratch, cancel, reporter)?;
     }
     crate::scripts::generate::add_generated(
         &mut plan,
         plan_options.dest_prefix.as_deref(),
         plan_options.relocator.as_ref(),
+        Some(scratch),
         reporter,
     )?;
     Ok(plan)

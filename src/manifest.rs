@@ -353,9 +353,20 @@ impl Manifest {
 
     /// The manifest as pretty JSON with a trailing newline.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).expect("manifest serializes");
-        out.push(b'\n');
+        let mut out = Vec::new();
+        self.write_json(&mut out)
+            .expect("a manifest serializes into memory");
         out
+    }
+
+    /// Writes [`Manifest::to_json`]'s bytes to `out`, streamed (a large environment's manifest
+    /// is tens of MB).
+    ///
+    /// # Errors
+    /// `out`'s errors.
+    pub fn write_json(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        out.write_all(b"\n")
     }
 }
 

@@ -304,3 +304,44 @@ fn a_static_relocator_runs_on_a_host_without_a_c_library() {
     }
     assert_eq!(trees[0], trees[1]);
 }
+
+#[test]
+fn both_engines_refuse_a_recorded_file_that_is_missing_or_a_symlink_and_change_nothing() {
+    let scratch = Scratch::new();
+    let env = small_env(&scratch.path("env"));
+    let bundle = scratch.path("b.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    let posix = posix_bin(&scratch.path("posix"), false);
+    let dest = scratch.path("dest");
+    for (damage, sh_only) in [
+        ("missing", false),
+        ("missing", true),
+        ("symlink", false),
+        ("symlink", true),
+    ] {
+        let _ = std::fs::remove_dir_all(&dest);
+        extract(&bundle, &dest);
+        std::fs::remove_file(dest.join("etc/app.conf")).unwrap();
+        if damage == "symlink" {
+            std::os::unix::fs::symlink("../share/run.sh", dest.join("etc/app.conf")).unwrap();
+        }
+        let before = tree_snapshot(&dest);
+        let mut command = Command::new(which("dash"));
+        command
+            .arg(dest.join("bin/gopack-unpack"))
+            .env_clear()
+            .env("PATH", &posix);
+        if sh_only {
+            command.env("GOPACK_UNPACK_SH", "1");
+        }
+        let output = command.output().unwrap();
+        let context = format!("{damage}, sh only: {sh_only}: {}", text(&output));
+        assert_eq!(output.status.code(), Some(1), "{context}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("etc/app.conf") && stderr.contains("nothing was changed"),
+            "{context}"
+        );
+        assert_eq!(tree_snapshot(&dest), before, "{context}");
+    }
+}

@@ -166,6 +166,8 @@ pub fn anonymise_record(text: &[u8]) -> Option<Vec<u8>> {
     }
     let mut out = serde_json::to_vec_pretty(&value).ok()?;
     out.push(b'\n');
+    // Held until the archive is written: without the slack of the growing buffer.
+    out.shrink_to_fit();
     Some(out)
 }
 

@@ -30,7 +30,8 @@ pub struct ManagedPath {
 pub struct CondaEnv {
     /// The absolute prefix, as given (symlinks are not resolved: that is the path the files hold).
     pub prefix: PathBuf,
-    /// The package records, sorted by file name.
+    /// The package records, sorted by file name, without their per-file lists (`files`,
+    /// `paths_data`), which [`CondaEnv::managed`] holds.
     pub packages: Vec<PackageRecord>,
     /// The record file of each package, relative to the prefix.
     pub record_files: Vec<String>,
@@ -63,10 +64,11 @@ impl CondaEnv {
         names.sort();
         let mut packages = Vec::with_capacity(names.len());
         let mut record_files = Vec::with_capacity(names.len());
+        let mut managed = HashMap::new();
         for path in names {
             let text =
                 fs_err::read(&path).map_err(|source| Error::io("cannot read a record", source))?;
-            let record: PackageRecord =
+            let mut record: PackageRecord =
                 serde_json::from_slice(&text).map_err(|err| Error::MalformedRecord {
                     path: path.clone(),
                     line: err.line(),
@@ -77,10 +79,7 @@ impl CondaEnv {
                 "conda-meta/{}",
                 path.file_name().unwrap_or_default().to_string_lossy()
             ));
-            packages.push(record);
-        }
-        let mut managed = HashMap::new();
-        for (index, record) in packages.iter().enumerate() {
+            let index = packages.len();
             for entry in record.entries() {
                 let is_softlink = entry.path_type.as_deref() == Some("softlink");
                 if entry.path_type.as_deref() == Some("directory") {
@@ -96,6 +95,11 @@ impl CondaEnv {
                     },
                 );
             }
+            // The per-file lists now live in `managed`; kept in the record too, they would
+            // double the memory a large environment needs.
+            record.files = Vec::new();
+            record.paths_data = None;
+            packages.push(record);
         }
         Ok(CondaEnv {
             prefix,

@@ -150,15 +150,40 @@ pub fn edited_reader<'a>(
     edit: &'a super::Edit,
 ) -> Box<dyn Read + 'a> {
     use super::Edit;
-    let whole = file.take(size);
+    let mut whole = file.take(size);
     match edit {
         Edit::None => Box::new(whole),
         Edit::Replace(bytes) => Box::new(&bytes[..]),
+        Edit::AnonymisedRecord => {
+            // The record was rendered the same way when it was planned; a failure to read it
+            // now is passed on by the reader.
+            let mut content = Vec::new();
+            match whole
+                .read_to_end(&mut content)
+                .map(|_| crate::conda::meta::anonymise_record(&content))
+            {
+                Ok(Some(clean)) => Box::new(std::io::Cursor::new(clean)),
+                Ok(None) => Box::new(std::io::Cursor::new(content)),
+                Err(err) => Box::new(FailingReader(Some(err))),
+            }
+        }
         Edit::Patch(patches) => Box::new(PatchedReader::new(whole, patches.clone())),
         Edit::Relocate(text) => Box::new(RewritingReader::new(
             whole,
             text.record.rewriter(&text.from, &text.to),
         )),
+    }
+}
+
+/// A reader that fails once with the error it holds.
+struct FailingReader(Option<std::io::Error>);
+
+impl Read for FailingReader {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.take() {
+            Some(err) => Err(err),
+            None => Ok(0),
+        }
     }
 }
 

@@ -57,6 +57,25 @@ pub fn apply_dest_prefix(plan: &mut Plan, dest: &[u8]) -> Result<()> {
             Body::Disk { kind, edit, .. } => {
                 let edit = match (edit, text, patches) {
                     (Edit::Replace(bytes), _, _) => Edit::Replace(in_memory(bytes)),
+                    (Edit::AnonymisedRecord, Some(_), _) => {
+                        // Relocated in memory: rendered once more, for this file only.
+                        let file = fs_err::File::open(planned.entry.absolute(&prefix)).map_err(
+                            |source| crate::Error::io("cannot read a conda-meta record", source),
+                        )?;
+                        let mut rendered = Vec::new();
+                        std::io::Read::read_to_end(
+                            &mut relocate::apply::edited_reader(
+                                file.file(),
+                                planned.entry.size,
+                                &Edit::AnonymisedRecord,
+                            ),
+                            &mut rendered,
+                        )
+                        .map_err(|source| {
+                            crate::Error::io("cannot read a conda-meta record", source)
+                        })?;
+                        Edit::Replace(in_memory(&rendered))
+                    }
                     (_, Some(record), _) => Edit::Relocate(Box::new(super::TextEdit {
                         record: record.clone(),
                         from: from.clone(),

@@ -220,13 +220,14 @@ gp_len=${#prefix}
 # Check pass: every record, touching nothing.
 gp_failed=
 gp_missing=
+# A recorded file must be a regular file, not a symlink (which the native engines never follow).
 gp_text() {
-  [ -f "$prefix/$1" ] || gp_missing="$gp_missing
+  [ -f "$prefix/$1" ] && [ ! -h "$prefix/$1" ] || gp_missing="$gp_missing
   $1"
 }
 gp_file() {
   gp_cur=$1
-  [ -f "$prefix/$1" ] || gp_missing="$gp_missing
+  [ -f "$prefix/$1" ] && [ ! -h "$prefix/$1" ] || gp_missing="$gp_missing
   $1"
 }
 gp_slot() {
@@ -244,7 +245,7 @@ gp_slot() {
 }
 . "$gp_records"
 if [ -n "$gp_missing" ]; then
-  gp_die "files recorded for relocation are missing (nothing was changed):$gp_missing"
+  gp_die "files recorded for relocation are missing or not regular files (nothing was changed):$gp_missing"
 fi
 if [ -n "$gp_failed" ]; then
   gp_die "the new location $prefix ($gp_len bytes) is too long for binary strings in (nothing was changed):$gp_failed

@@ -37,6 +37,10 @@ pub enum Edit {
     None,
     /// Packed with this content instead.
     Replace(Vec<u8>),
+    /// A conda-meta record packed without its build-host paths
+    /// ([`crate::conda::meta::anonymise_record`]), rendered again from the file whenever its
+    /// bytes are needed: a large environment's records are tens of MB.
+    AnonymisedRecord,
     /// Packed with these same-length byte ranges overwritten.
     Patch(Vec<Patch>),
     /// Packed streamed through this text relocation (`--dest-prefix`). Boxed: the plan holds
@@ -342,7 +346,7 @@ pub fn plan_file(
             if occurrences > 0 {
                 plan.text = Some(TextRecord::plain(path, occurrences));
             }
-            plan.edit = Edit::Replace(clean);
+            plan.edit = Edit::AnonymisedRecord;
             return Ok(plan);
         }
     }

@@ -230,6 +230,8 @@ pub fn scan(env: &CondaEnv, options: &ScanOptions, reporter: &dyn Reporter) -> R
     check_managed_files(env, options, &entries, reporter)?;
     check_editable(env, options, &entries, reporter)?;
     reporter.scanned(entries.len() as u64, file_bytes);
+    // The list lives through planning: without the slack of its growth.
+    entries.shrink_to_fit();
     Ok(Inventory {
         entries,
         file_bytes,
