@@ -159,6 +159,9 @@ impl Manifest {
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
         let manifest: Manifest = serde_json::from_slice(bytes)
             .map_err(|err| format!("unreadable manifest: {}", escape_str(&err.to_string())))?;
+        // Held through a whole unpack: without the slack of the parser's growth.
+        let mut manifest = manifest;
+        manifest.files.shrink_to_fit();
         if manifest.format_version > FORMAT_VERSION {
             return Err(format!(
                 "manifest format {} is newer than this gopack understands ({FORMAT_VERSION}); use a newer gopack",

@@ -75,7 +75,9 @@ pub fn unpack(
     check_destination(&dest, options.force)?;
     crate::provenance::checksum::verify_sidecar(&options.bundle)?;
     let mut reader = open_bundle(&options.bundle)?;
-    let leading = read_leading(&mut reader)?;
+    let mut leading = read_leading(&mut reader)?;
+    // The manifest's bytes are written first and not kept: a large environment's are tens of MB.
+    let manifest_bytes = std::mem::take(&mut leading.bytes);
     let staging = Staging::create(&dest)?;
     reporter.stage("extracting");
     let content: u64 = leading
@@ -90,6 +92,7 @@ pub fn unpack(
         &options.bundle,
         reader,
         &leading,
+        manifest_bytes,
         staging.path(),
         modes,
         cancel,

@@ -133,6 +133,7 @@ pub(super) fn extract(
     bundle: &Path,
     mut reader: TarReader,
     leading: &Leading,
+    manifest_bytes: Vec<u8>,
     root: &Path,
     modes: Modes,
     cancel: &AtomicBool,
@@ -159,7 +160,7 @@ pub(super) fn extract(
     for member in &leading.before {
         extractor.member(&mut reader, member, cancel, reporter)?;
     }
-    extractor.manifest(leading)?;
+    extractor.manifest(leading, manifest_bytes)?;
     while let Some(member) = reader.next_member()? {
         extractor.member(&mut reader, &member, cancel, reporter)?;
     }
@@ -231,15 +232,16 @@ impl<'a> Extractor<'a> {
     }
 
     /// Writes the manifest itself, the one member the manifest cannot list.
-    fn manifest(&mut self, leading: &Leading) -> Result<()> {
+    fn manifest(&mut self, leading: &Leading, bytes: Vec<u8>) -> Result<()> {
         let relative = Inside(MANIFEST_PATH.as_bytes().to_vec());
         let shown = MANIFEST_PATH.to_string();
         self.parents(&relative, &shown)?;
         let target = relative.under(self.root);
         let mut file = create_file(&target, &shown)?;
-        file.write_all(&leading.bytes)
+        file.write_all(&bytes)
             .map_err(|source| Error::io(format!("cannot write `{shown}`"), source))?;
         drop(file);
+        drop(bytes);
         self.set_file_meta(&target, leading.member.mode, leading.member.mtime)?;
         self.arrived.insert(relative.0, "file");
         self.entries += 1;
