@@ -129,6 +129,10 @@ struct Extractor<'a> {
 ///
 /// # Errors
 /// [`Error::HostileEntry`], [`Error::BadBundle`], [`Error::Interrupted`], I/O errors.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the manifest's bytes are moved in apart from `leading`, so they can be dropped once written"
+)]
 pub(super) fn extract(
     bundle: &Path,
     mut reader: TarReader,
