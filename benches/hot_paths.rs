@@ -3,6 +3,9 @@
 //! reading (validating) the manifest of a large environment; relocating an extracted
 //! environment in place, as the native relocator does on the target.
 
+// Benchmarks and examples use std::fs freely; `.ci/clippy.toml` forbids it in the library.
+#![allow(clippy::disallowed_methods)]
+
 use std::hint::black_box;
 use std::io::Write;
 

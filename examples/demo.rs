@@ -5,6 +5,9 @@
 //!
 //! Run it with `cargo run --release --example demo [-- --go]` (`--go` adds a Go toolchain).
 
+// Benchmarks and examples use std::fs freely; `.ci/clippy.toml` forbids it in the library.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::AtomicBool;

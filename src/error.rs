@@ -339,6 +339,15 @@ impl Error {
     }
 }
 
+/// Opens a file for reading, as the plain `std::fs::File` the readers take, with fs-err's
+/// error, which names the file.
+///
+/// # Errors
+/// The open's, naming `path`.
+pub fn open_file(path: impl AsRef<std::path::Path>) -> std::io::Result<std::fs::File> {
+    fs_err::File::open(path.as_ref()).map(|file| file.into_parts().0)
+}
+
 /// Renders bytes that come from a bundle or a manifest (names, link targets, package fields)
 /// for a message or a terminal: UTF-8 text stays as it is, except control characters and
 /// bidirectional-text overrides, which become `\x1b` / `\u{202e}` escapes, and bytes that are

@@ -11,6 +11,8 @@
 // invariant the code itself guarantees (a JSON value serialises, a template holds its
 // placeholder).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
+// CI forbids path-taking std::fs calls outside tests (`.ci/clippy.toml`): fs-err's name the file.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod conda;
 pub mod error;

@@ -324,7 +324,7 @@ fn analyse_entry(
         path: path.clone(),
         source,
     };
-    let file = std::fs::File::open(&path).map_err(unreadable)?;
+    let file = crate::error::open_file(&path).map_err(unreadable)?;
     let mut go = None;
     for &offset in &facts.go_buildinfo {
         if let Ok(info) = crate::go::buildinfo::read_at(&file, offset) {

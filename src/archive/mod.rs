@@ -384,7 +384,7 @@ impl TarStream<'_> {
                         path: source.clone(),
                         source: err,
                     };
-                    let mut file = File::open(source).map_err(unreadable)?;
+                    let mut file = crate::error::open_file(source).map_err(unreadable)?;
                     let mut copied = 0u64;
                     loop {
                         let read = read_full(&mut file, &mut buffer).map_err(unreadable)?;
@@ -440,7 +440,7 @@ fn copy_file(
         path: source.to_path_buf(),
         source: err,
     };
-    let file = File::open(source).map_err(unreadable)?;
+    let file = crate::error::open_file(source).map_err(unreadable)?;
     let metadata = file.metadata().map_err(unreadable)?;
     if metadata.len() != entry.size || metadata.mtime().max(0) as u64 != entry.mtime {
         return Err(Error::ChangedDuringPack {

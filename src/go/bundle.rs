@@ -47,7 +47,7 @@ pub fn add_built_binaries(
             .map_err(|source| crate::Error::io("cannot read a built Go binary", source))?
             .len();
         let facts = crate::scan::content::analyse(&binary.path, &path, size, &finder, cancel)?;
-        let file = std::fs::File::open(&binary.path)
+        let file = crate::error::open_file(&binary.path)
             .map_err(|source| crate::Error::io("cannot read a built Go binary", source))?;
         let build_info = facts
             .go_buildinfo

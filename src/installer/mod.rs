@@ -8,7 +8,6 @@
 //! header's length does not depend on it; [`payload_offset`] reads it back, so `gopack inspect`
 //! and `gopack unpack` read installers too.
 
-use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,8 +145,10 @@ pub fn write_installer(
         source,
     };
     let mut hasher = Sha256::new();
-    let mut reader =
-        BufReader::with_capacity(1 << 20, File::open(&payload_path).map_err(unreadable)?);
+    let mut reader = BufReader::with_capacity(
+        1 << 20,
+        crate::error::open_file(&payload_path).map_err(unreadable)?,
+    );
     std::io::copy(&mut reader, &mut HashWriter(&mut hasher)).map_err(unreadable)?;
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::Interrupted);
@@ -172,7 +173,7 @@ pub fn write_installer(
         .map_err(|source| in_dir("a temporary file", source))?;
     let mut out = BufWriter::with_capacity(1 << 20, temp.as_file());
     out.write_all(header.as_bytes()).map_err(write_error)?;
-    let mut reader = File::open(&payload_path).map_err(unreadable)?;
+    let mut reader = crate::error::open_file(&payload_path).map_err(unreadable)?;
     let copied = std::io::copy(&mut reader, &mut out).map_err(write_error)?;
     if copied != bundle.size {
         return Err(Error::ChangedDuringPack { path: payload_path });

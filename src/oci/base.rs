@@ -10,7 +10,6 @@
 //! legacy form (`<id>/layer.tar`) and Docker 25's, which points into `blobs/sha256/`.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,7 +122,8 @@ pub(crate) enum Source {
 impl Source {
     /// Indexes a plain tar (compressed ones are refused by name).
     pub(crate) fn open_tar(path: &Path) -> std::result::Result<Source, String> {
-        let mut file = File::open(path).map_err(|err| format!("cannot open it: {err}"))?;
+        let mut file =
+            crate::error::open_file(path).map_err(|err| format!("cannot open it: {err}"))?;
         let mut head = [0u8; 4];
         let read = file
             .read(&mut head)
@@ -179,13 +179,13 @@ impl Source {
                 if !safe_name(name) {
                     return Err(missing());
                 }
-                let file = File::open(dir.join(name)).map_err(|_| missing())?;
+                let file = crate::error::open_file(dir.join(name)).map_err(|_| missing())?;
                 let size = file.metadata().map_err(|err| err.to_string())?.len();
                 Ok((Box::new(file), size))
             }
             Source::Tar { path, members } => {
                 let &(offset, size) = members.get(name).ok_or_else(missing)?;
-                let mut file = File::open(path).map_err(|err| err.to_string())?;
+                let mut file = crate::error::open_file(path).map_err(|err| err.to_string())?;
                 file.seek(SeekFrom::Start(offset))
                     .map_err(|err| err.to_string())?;
                 Ok((Box::new(file.take(size)), size))

@@ -100,7 +100,7 @@ pub fn read_image(path: &Path) -> crate::Result<Option<ImageSummary>> {
 /// are left to the bundle reader without reading further.
 fn is_plain_tar_without_manifest_first(path: &Path) -> bool {
     let mut head = [0u8; 512];
-    let Ok(mut file) = std::fs::File::open(path) else {
+    let Ok(mut file) = crate::error::open_file(path) else {
         return false;
     };
     if file.read_exact(&mut head).is_err() || &head[257..262] != b"ustar" {

@@ -326,7 +326,7 @@ impl DirOutput {
             } else {
                 0o644
             };
-            let file = File::open(entry.path()).map_err(&fail)?;
+            let file = crate::error::open_file(entry.path()).map_err(&fail)?;
             file.set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(&fail)?;
             if entry.file_type().is_file() {

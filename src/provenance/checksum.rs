@@ -32,7 +32,7 @@ pub fn sidecar_path(bundle: &Path) -> PathBuf {
 /// I/O errors naming the file.
 pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
     let fail = |source| Error::io(format!("cannot read `{}`", path.display()), source);
-    let mut file = std::fs::File::open(path).map_err(fail)?;
+    let mut file = crate::error::open_file(path).map_err(fail)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {

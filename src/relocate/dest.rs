@@ -96,7 +96,7 @@ pub fn apply_dest_prefix(plan: &mut Plan, dest: &[u8]) -> Result<()> {
             path: source.clone(),
             source: err,
         };
-        let file = std::fs::File::open(&source).map_err(unreadable)?;
+        let file = crate::error::open_file(&source).map_err(unreadable)?;
         // Mach-O: re-signed over its relocated bytes, read whole once (super::macho).
         let edit = if macho.contains(&planned.entry.path) {
             relocate::macho::signed_edit(&file, planned.entry.size, edit).map_err(unreadable)?

@@ -147,7 +147,7 @@ fn write_state(root: &Path, name: &str, content: &[u8]) -> Result<()> {
         .map_err(fail)?;
     file.write_all(content).map_err(fail)?;
     drop(file);
-    std::fs::rename(&staged, &path).map_err(fail)
+    fs_err::rename(&staged, &path).map_err(fail)
 }
 
 fn staged_path(path: &Path) -> PathBuf {
@@ -158,7 +158,7 @@ fn staged_path(path: &Path) -> PathBuf {
 
 /// Removes a file; a missing one is fine.
 fn remove(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
+    match fs_err::remove_file(path) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
             format!("cannot remove `{}`", path.display()),
             err,
@@ -197,7 +197,7 @@ fn check_present(root: &Path, changes: &[Planned<'_>]) -> Result<()> {
     let mut missing = Vec::new();
     for planned in changes {
         let path = apply::record_path(root, &planned.path.0)?;
-        if !std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_file()) {
+        if !fs_err::symlink_metadata(&path).is_ok_and(|meta| meta.is_file()) {
             missing.push(planned.path.display());
         }
     }
@@ -268,7 +268,7 @@ fn commit(root: &Path, relocation: &Relocation) -> Result<u64> {
     for (path, links) in records(relocation) {
         let file = apply::record_path(root, &path.0)?;
         let staged = staged_path(&file);
-        match std::fs::rename(&staged, &file) {
+        match fs_err::rename(&staged, &file) {
             Ok(()) => renamed += 1,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => {
@@ -302,6 +302,6 @@ fn relink(file: &Path, link: &Path) -> Result<()> {
         )
     };
     remove(&staged)?;
-    std::fs::hard_link(file, &staged).map_err(fail)?;
-    std::fs::rename(&staged, link).map_err(fail)
+    fs_err::hard_link(file, &staged).map_err(fail)?;
+    fs_err::rename(&staged, link).map_err(fail)
 }

@@ -57,7 +57,7 @@ pub fn analyse(
         path: path.to_path_buf(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut file = crate::error::open_file(path).map_err(unreadable)?;
     let go = Finder::new(GO_BUILDINFO_MAGIC);
     let carry_len = prefix.needle().len().max(GO_BUILDINFO_MAGIC.len()) - 1;
     let mut buffer = vec![0u8; CHUNK + carry_len];

@@ -346,7 +346,7 @@ impl<'a> Extractor<'a> {
                         escape_bytes(&member.link)
                     )));
                 }
-                std::os::unix::fs::symlink(OsStr::from_bytes(&member.link), &target).map_err(
+                fs_err::os::unix::fs::symlink(OsStr::from_bytes(&member.link), &target).map_err(
                     |source| Error::io(format!("cannot create symlink `{shown}`"), source),
                 )?;
                 set_mtime(&target, member.mtime)?;

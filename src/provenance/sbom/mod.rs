@@ -897,7 +897,7 @@ pub(crate) fn read_manifest_file(root: &Path) -> std::io::Result<(Vec<u8>, u64)>
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let path = root.join(MANIFEST_PATH);
-    let file = std::fs::File::open(&path)?;
+    let file = crate::error::open_file(&path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("it is not a regular file"));
