@@ -731,9 +731,30 @@ fn as_user(command: &mut Command, user: Option<u32>) -> &mut Command {
     command
 }
 
+/// A fresh `tar -x` of `bundle` into `dest`, below a fresh `old`; with `user`, all of `old`
+/// belongs to that uid (and its parent is searchable), so the unpack runs unprivileged.
+fn extract_as(bundle: &Path, old: &Path, dest: &Path, user: Option<u32>) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_dir_all(old);
+    std::fs::create_dir_all(old).unwrap();
+    extract(bundle, dest);
+    if let Some(uid) = user {
+        run_ok(
+            Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{uid}"))
+                .arg(old),
+        );
+        std::fs::set_permissions(
+            old.parent().unwrap(),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+}
+
 #[test]
 fn defect_2_a_rerun_after_kill_9_at_any_point_relocates_exactly_once() {
-    use std::os::unix::fs::PermissionsExt;
     let scratch = Scratch::new();
     // The new prefix holds the old one followed by `/`: relocating twice would show.
     let old = scratch.path("x/env");
@@ -750,34 +771,12 @@ fn defect_2_a_rerun_after_kill_9_at_any_point_relocates_exactly_once() {
     let posix = posix_bin(&scratch.path("posix"), false);
     // Unprivileged where possible: the tree belongs to `nobody` and the script runs as it.
     let user = (unsafe { libc::geteuid() } == 0).then_some(65534u32);
-    let prepare = || {
-        let _ = std::fs::remove_dir_all(&old);
-        std::fs::create_dir_all(&old).unwrap();
-        extract(&bundle, &dest);
-        if let Some(uid) = user {
-            run_ok(
-                Command::new("chown")
-                    .arg("-R")
-                    .arg(format!("{uid}:{uid}"))
-                    .arg(&old),
-            );
-            std::fs::set_permissions(scratch.path("x"), std::fs::Permissions::from_mode(0o755))
-                .unwrap();
-        }
-    };
+    let prepare = || extract_as(&bundle, &old, &dest, user);
     // The bundle carries the native relocator; the killed runs are the sh engine's, and the
     // reruns alternate between both engines: each finishes what the other was stopped in.
     let run = |path: &Path, sh_only: bool| {
-        let mut command = Command::new(which("dash"));
-        command
-            .arg(dest.join("bin/gopack-unpack"))
-            .arg("-q")
-            .env_clear()
-            .env("PATH", path);
-        if sh_only {
-            command.env("GOPACK_UNPACK_SH", "1");
-        }
-        as_user(&mut command, user).output().unwrap()
+        let mut command = unpack_script(&dest, path, sh_only);
+        as_user(command.arg("-q"), user).output().unwrap()
     };
     prepare();
     let output = run(&posix, true);
@@ -829,7 +828,6 @@ fn defect_2_a_rerun_after_kill_9_at_any_point_relocates_exactly_once() {
 
 #[test]
 fn relocator_killed_at_any_system_call_is_finished_by_either_engine() {
-    use std::os::unix::fs::PermissionsExt;
     let scratch = Scratch::new();
     // As in defect 2: relocating twice from `/x/env` to `/x/env/new` would show.
     let old = scratch.path("x/env");
@@ -851,31 +849,11 @@ fn relocator_killed_at_any_system_call_is_finished_by_either_engine() {
     let dest = old.join("new");
     let posix = posix_bin(&scratch.path("posix"), false);
     let user = (unsafe { libc::geteuid() } == 0).then_some(65534u32);
-    let prepare = || {
-        let _ = std::fs::remove_dir_all(&old);
-        std::fs::create_dir_all(&old).unwrap();
-        extract(&bundle, &dest);
-        if let Some(uid) = user {
-            run_ok(
-                Command::new("chown")
-                    .arg("-R")
-                    .arg(format!("{uid}:{uid}"))
-                    .arg(&old),
-            );
-            std::fs::set_permissions(scratch.path("x"), std::fs::Permissions::from_mode(0o755))
-                .unwrap();
-        }
-    };
+    let prepare = || extract_as(&bundle, &old, &dest, user);
     let finish = |sh_only: bool| {
-        let mut command = Command::new(which("dash"));
-        command
-            .arg(dest.join("bin/gopack-unpack"))
-            .env_clear()
-            .env("PATH", &posix);
-        if sh_only {
-            command.env("GOPACK_UNPACK_SH", "1");
-        }
-        as_user(&mut command, user).output().unwrap()
+        as_user(&mut unpack_script(&dest, &posix, sh_only), user)
+            .output()
+            .unwrap()
     };
     prepare();
     let output = finish(false);

@@ -222,15 +222,7 @@ fn real_env_a_target_too_long_for_binary_strings_changes_nothing() {
     let before = tree_snapshot(&too_long);
     let posix = posix_bin(&scratch.path("posix-bin"), false);
     for sh_only in [false, true] {
-        let mut command = Command::new("/usr/bin/dash");
-        command
-            .arg(too_long.join("bin/gopack-unpack"))
-            .env_clear()
-            .env("PATH", &posix);
-        if sh_only {
-            command.env("GOPACK_UNPACK_SH", "1");
-        }
-        let output = command.output().unwrap();
+        let output = unpack_script(&too_long, &posix, sh_only).output().unwrap();
         assert_eq!(output.status.code(), Some(1), "{}", text(&output));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(

@@ -30,12 +30,7 @@ fn extract_and_run(bundle: &Path, dest: &Path, posix: &Path) -> String {
 }
 
 fn run_script(dest: &Path, posix: &Path) -> String {
-    run_ok(
-        Command::new(which("dash"))
-            .arg(dest.join("bin/gopack-unpack"))
-            .env_clear()
-            .env("PATH", posix),
-    )
+    run_ok(&mut unpack_script(dest, posix, false))
 }
 
 #[test]
@@ -326,15 +321,7 @@ fn both_engines_refuse_a_recorded_file_that_is_missing_or_a_symlink_and_change_n
             std::os::unix::fs::symlink("../share/run.sh", dest.join("etc/app.conf")).unwrap();
         }
         let before = tree_snapshot(&dest);
-        let mut command = Command::new(which("dash"));
-        command
-            .arg(dest.join("bin/gopack-unpack"))
-            .env_clear()
-            .env("PATH", &posix);
-        if sh_only {
-            command.env("GOPACK_UNPACK_SH", "1");
-        }
-        let output = command.output().unwrap();
+        let output = unpack_script(&dest, &posix, sh_only).output().unwrap();
         let context = format!("{damage}, sh only: {sh_only}: {}", text(&output));
         assert_eq!(output.status.code(), Some(1), "{context}");
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -344,4 +331,30 @@ fn both_engines_refuse_a_recorded_file_that_is_missing_or_a_symlink_and_change_n
         );
         assert_eq!(tree_snapshot(&dest), before, "{context}");
     }
+}
+
+#[test]
+fn the_relocator_refuses_a_recorded_directory_that_leads_out_of_the_environment() {
+    let scratch = Scratch::new();
+    let env = small_env(&scratch.path("env"));
+    let bundle = scratch.path("b.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    let posix = posix_bin(&scratch.path("posix"), false);
+    let dest = scratch.path("dest");
+    extract(&bundle, &dest);
+    // etc/ replaced after extraction by a link to a directory outside, holding the same name.
+    let outside = scratch.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::rename(dest.join("etc/app.conf"), outside.join("app.conf")).unwrap();
+    std::fs::remove_dir(dest.join("etc")).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("etc")).unwrap();
+    let before = (tree_snapshot(&dest), tree_snapshot(&outside));
+    let output = unpack_script(&dest, &posix, false).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("etc/app.conf") && stderr.contains("leads out of the environment"),
+        "{stderr}"
+    );
+    assert_eq!((tree_snapshot(&dest), tree_snapshot(&outside)), before);
 }

@@ -23,15 +23,7 @@ fn real_env_native_unpack_matches_tar_plus_script_and_works() {
     for sh_only in [true, false] {
         let _ = std::fs::remove_dir_all(&dest);
         extract(&bundle, &dest);
-        let mut command = Command::new("/usr/bin/dash");
-        command
-            .arg(dest.join("bin/gopack-unpack"))
-            .env_clear()
-            .env("PATH", &posix);
-        if sh_only {
-            command.env("GOPACK_UNPACK_SH", "1");
-        }
-        let said = run_ok(&mut command);
+        let said = run_ok(&mut unpack_script(&dest, &posix, sh_only));
         assert_eq!(said.contains("(native relocator)"), !sh_only, "{said}");
         assert_eq!(native, tree_snapshot(&dest), "sh only: {sh_only}");
     }

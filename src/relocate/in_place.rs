@@ -192,13 +192,25 @@ fn discard_staged(root: &Path, relocation: &Relocation) -> Result<()> {
     Ok(())
 }
 
-/// Refuses to start when a recorded file is missing, listing them all.
+/// Refuses to start when a recorded file is missing, listing them all, or when one is reached
+/// through a symlink that leads out of the environment (a tree changed after extraction).
 fn check_present(root: &Path, changes: &[Planned<'_>]) -> Result<()> {
+    let unreadable = |source| Error::io(format!("cannot resolve `{}`", root.display()), source);
+    let real_root = fs_err::canonicalize(root).map_err(unreadable)?;
     let mut missing = Vec::new();
     for planned in changes {
         let path = apply::record_path(root, &planned.path.0)?;
-        if !fs_err::symlink_metadata(&path).is_ok_and(|meta| meta.is_file()) {
-            missing.push(planned.path.display());
+        match path.parent().map(fs_err::canonicalize) {
+            Some(Ok(dir)) if !dir.starts_with(&real_root) => {
+                return Err(Error::HostileEntry {
+                    entry: planned.path.display(),
+                    reason: "relocation record: its directory leads out of the environment \
+                             through a symlink (nothing was changed)"
+                        .into(),
+                });
+            }
+            Some(Ok(_)) if fs_err::symlink_metadata(&path).is_ok_and(|meta| meta.is_file()) => {}
+            _ => missing.push(planned.path.display()),
         }
     }
     if missing.is_empty() {

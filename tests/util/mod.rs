@@ -182,6 +182,20 @@ pub fn extract(bundle: &Path, dest: &Path) {
     );
 }
 
+/// `dash DEST/bin/gopack-unpack` with only the tools in `posix` on PATH; with `sh_only`, the
+/// POSIX-sh engine alone (GOPACK_UNPACK_SH=1), else the native relocator the bundle carries.
+pub fn unpack_script(dest: &Path, posix: &Path, sh_only: bool) -> Command {
+    let mut command = Command::new(which("dash"));
+    command
+        .arg(dest.join("bin/gopack-unpack"))
+        .env_clear()
+        .env("PATH", posix);
+    if sh_only {
+        command.env("GOPACK_UNPACK_SH", "1");
+    }
+    command
+}
+
 /// A directory holding only the POSIX utilities gopack-unpack may use, as links to `provider`
 /// (`None`: the system's own, or busybox applets).
 pub fn posix_bin(dir: &Path, busybox: bool) -> PathBuf {
