@@ -731,6 +731,15 @@ fn as_user(command: &mut Command, user: Option<u32>) -> &mut Command {
     command
 }
 
+/// The environment the kill tests relocate: text, a read-only file, hard-linked names.
+fn kill_test_env(old: &Path) -> SyntheticEnv {
+    SyntheticEnv::new(old)
+        .text("etc/a.conf", "root=@PREFIX@\n")
+        .file("etc/readonly.conf", b"ro=@PREFIX@/lib\n", 0o444)
+        .text("share/b.txt", "@PREFIX@:@PREFIX@/x\n")
+        .hard_link("share/b-link.txt", "share/b.txt")
+}
+
 /// A fresh `tar -x` of `bundle` into `dest`, below a fresh `old`; with `user`, all of `old`
 /// belongs to that uid (and its parent is searchable), so the unpack runs unprivileged.
 fn extract_as(bundle: &Path, old: &Path, dest: &Path, user: Option<u32>) {
@@ -758,12 +767,7 @@ fn defect_2_a_rerun_after_kill_9_at_any_point_relocates_exactly_once() {
     let scratch = Scratch::new();
     // The new prefix holds the old one followed by `/`: relocating twice would show.
     let old = scratch.path("x/env");
-    let prefix = SyntheticEnv::new(&old)
-        .text("etc/a.conf", "root=@PREFIX@\n")
-        .file("etc/readonly.conf", b"ro=@PREFIX@/lib\n", 0o444)
-        .text("share/b.txt", "@PREFIX@:@PREFIX@/x\n")
-        .hard_link("share/b-link.txt", "share/b.txt")
-        .build();
+    let prefix = kill_test_env(&old).build();
     let bundle = scratch.path("b.tar.zst");
     pack(&prefix, &bundle, &[]);
     std::fs::rename(&old, scratch.path("x/env-was")).unwrap();
@@ -831,11 +835,7 @@ fn relocator_killed_at_any_system_call_is_finished_by_either_engine() {
     let scratch = Scratch::new();
     // As in defect 2: relocating twice from `/x/env` to `/x/env/new` would show.
     let old = scratch.path("x/env");
-    let prefix = SyntheticEnv::new(&old)
-        .text("etc/a.conf", "root=@PREFIX@\n")
-        .file("etc/readonly.conf", b"ro=@PREFIX@/lib\n", 0o444)
-        .text("share/b.txt", "@PREFIX@:@PREFIX@/x\n")
-        .hard_link("share/b-link.txt", "share/b.txt")
+    let prefix = kill_test_env(&old)
         .text("lib/python3.11/site-packages/m.py", "P = '@PREFIX@'\n")
         .file(
             "lib/python3.11/site-packages/__pycache__/m.cpython-311.pyc",

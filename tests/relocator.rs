@@ -22,6 +22,15 @@ fn small_env(prefix: &Path) -> PathBuf {
         .build()
 }
 
+/// The small environment, packed (with the relocator) into `b.tar.zst`, and a directory of the
+/// POSIX tools alone.
+fn packed_small_env(scratch: &Scratch) -> (PathBuf, PathBuf, PathBuf) {
+    let env = small_env(&scratch.path("env"));
+    let bundle = scratch.path("b.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    (env, bundle, posix_bin(&scratch.path("posix"), false))
+}
+
 /// `tar -x` of `bundle` into `dest`, then `bin/gopack-unpack` under dash with only POSIX tools.
 fn extract_and_run(bundle: &Path, dest: &Path, posix: &Path) -> String {
     let _ = std::fs::remove_dir_all(dest);
@@ -86,10 +95,7 @@ fn no_relocator_leaves_the_work_to_posix_sh() {
 #[test]
 fn the_script_relocates_with_sh_when_the_relocator_cannot_run() {
     let scratch = Scratch::new();
-    let env = small_env(&scratch.path("env"));
-    let bundle = scratch.path("b.tar.zst");
-    pack(&env, &bundle, &["-q"]);
-    let posix = posix_bin(&scratch.path("posix"), false);
+    let (_, bundle, posix) = packed_small_env(&scratch);
     let dest = scratch.path("dest");
     let said = extract_and_run(&bundle, &dest, &posix);
     assert!(said.contains("(native relocator)"), "{said}");
@@ -303,10 +309,7 @@ fn a_static_relocator_runs_on_a_host_without_a_c_library() {
 #[test]
 fn both_engines_refuse_a_recorded_file_that_is_missing_or_a_symlink_and_change_nothing() {
     let scratch = Scratch::new();
-    let env = small_env(&scratch.path("env"));
-    let bundle = scratch.path("b.tar.zst");
-    pack(&env, &bundle, &["-q"]);
-    let posix = posix_bin(&scratch.path("posix"), false);
+    let (_, bundle, posix) = packed_small_env(&scratch);
     let dest = scratch.path("dest");
     for (damage, sh_only) in [
         ("missing", false),
@@ -336,10 +339,7 @@ fn both_engines_refuse_a_recorded_file_that_is_missing_or_a_symlink_and_change_n
 #[test]
 fn the_relocator_refuses_a_recorded_directory_that_leads_out_of_the_environment() {
     let scratch = Scratch::new();
-    let env = small_env(&scratch.path("env"));
-    let bundle = scratch.path("b.tar.zst");
-    pack(&env, &bundle, &["-q"]);
-    let posix = posix_bin(&scratch.path("posix"), false);
+    let (_, bundle, posix) = packed_small_env(&scratch);
     let dest = scratch.path("dest");
     extract(&bundle, &dest);
     // etc/ replaced after extraction by a link to a directory outside, holding the same name.
