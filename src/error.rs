@@ -220,6 +220,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// An extracted environment cannot be relocated where it stands: its records are damaged,
+    /// or files they name are gone.
+    #[error("environment `{}`: {message}", path.display())]
+    DamagedEnvironment {
+        /// The environment, or its file at fault.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The native relocator given to carry in the bundle cannot be carried.
     #[error("relocator `{}`: {message}", path.display())]
     Relocator {
@@ -322,6 +331,9 @@ impl Error {
             Error::DestinationNotEmpty { .. } => {
                 Some("pass `-f` to replace it, or choose an empty directory".into())
             }
+            Error::DamagedEnvironment { .. } => Some(
+                "extract the bundle again (`tar -xf`) and run bin/gopack-unpack there".into(),
+            ),
             Error::PrefixTooLong { .. } => Some(
                 "choose a shorter destination path; binaries built by conda-build have room for 255 bytes"
                     .into(),

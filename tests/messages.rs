@@ -123,3 +123,56 @@ fn messages_for_common_mistakes() {
         snapshot(&scratch, name, &transcript(&mut command));
     }
 }
+
+#[test]
+fn messages_of_the_relocator_and_of_gopack_unpack() {
+    let scratch = Scratch::new();
+    let env = small_env(&scratch);
+    let bundle = scratch.path("app.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    let repo = repo().display().to_string();
+    let in_repo = |text: String| text.replace(&repo, "[REPO]");
+    snapshot(
+        &scratch,
+        "create_relocator_not_elf",
+        &transcript(create_command(&env, &scratch.path("x.tar.zst")).args([
+            "-q",
+            "--relocator",
+            "Cargo.toml",
+        ])),
+    );
+    let mac = SyntheticEnv::new(&scratch.path("mac"))
+        .platform("osx-arm64")
+        .text("etc/app.conf", "home=@PREFIX@\n")
+        .build();
+    snapshot(
+        &scratch,
+        "create_relocator_for_another_platform",
+        &in_repo(transcript(
+            create_command(&mac, &scratch.path("mac.tar.zst"))
+                .arg("-q")
+                .arg("--relocator")
+                .arg(relocator()),
+        )),
+    );
+    snapshot(
+        &scratch,
+        "relocator_usage",
+        &transcript(&mut Command::new(relocator())),
+    );
+    // A recorded file gone after extraction: both engines refuse and change nothing.
+    let posix = posix_bin(&scratch.path("posix"), false);
+    for (name, sh_only) in [
+        ("gopack_unpack_missing_file_native", false),
+        ("gopack_unpack_missing_file_sh", true),
+    ] {
+        let dest = scratch.path(name);
+        extract(&bundle, &dest);
+        std::fs::remove_file(dest.join("etc/app.conf")).unwrap();
+        snapshot(
+            &scratch,
+            name,
+            &transcript(&mut unpack_script(&dest, &posix, sh_only)),
+        );
+    }
+}

@@ -53,10 +53,10 @@ pub enum InPlace {
 /// passes the directory as its shell sees it, and that is the prefix the files get.
 ///
 /// # Errors
-/// [`Error::BadBundle`] for missing or malformed records; [`Error::PrefixTooLong`] listing every
-/// binary string without room; [`Error::UnreachablePrefix`]; [`Error::HostileEntry`] for a
-/// record that leaves the environment or names no regular file; [`Error::Interrupted`]; I/O
-/// errors naming the file. After an error before the journal is written nothing is changed;
+/// [`Error::DamagedEnvironment`] for missing or malformed records or recorded files;
+/// [`Error::PrefixTooLong`] listing every binary string without room;
+/// [`Error::UnreachablePrefix`]; [`Error::HostileEntry`] for a record that leaves the
+/// environment; [`Error::Interrupted`]; I/O errors naming the file. After an error before the journal is written nothing is changed;
 /// after it, running again finishes the relocation.
 pub fn relocate_in_place(root: &Path, cancel: &AtomicBool) -> Result<InPlace> {
     let to = root.as_os_str().as_bytes().to_vec();
@@ -103,9 +103,9 @@ fn read_records(root: &Path) -> Result<Relocation> {
             source,
         )
     })?;
-    super::script::parse_records(&bytes).map_err(|message| Error::BadBundle {
+    super::script::parse_records(&bytes).map_err(|message| Error::DamagedEnvironment {
         path: path.clone(),
-        message,
+        message: format!("its relocation records are damaged: {message}"),
     })
 }
 
@@ -205,7 +205,7 @@ fn check_present(root: &Path, changes: &[Planned<'_>]) -> Result<()> {
                 return Err(Error::HostileEntry {
                     entry: planned.path.display(),
                     reason: "relocation record: its directory leads out of the environment \
-                             through a symlink (nothing was changed)"
+                             through a symlink"
                         .into(),
                 });
             }
@@ -216,10 +216,10 @@ fn check_present(root: &Path, changes: &[Planned<'_>]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    Err(Error::BadBundle {
+    Err(Error::DamagedEnvironment {
         path: root.to_path_buf(),
         message: format!(
-            "files recorded for relocation are missing or not regular files (nothing was changed): {}",
+            "files recorded for relocation are missing or not regular files: {}",
             missing.join(", ")
         ),
     })
