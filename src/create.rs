@@ -91,7 +91,7 @@ pub fn plan_bundle(
         &mut plan,
         plan_options.dest_prefix.as_deref(),
         plan_options.relocator.as_ref(),
-        Some(scratch),
+        scratch,
         reporter,
     )?;
     Ok(plan)

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{escape_bytes, escape_str};
 use crate::go::GoBinary;
+use crate::relocate::ByteString;
 use crate::relocate::Relocation;
-use crate::relocate::{ByteString, CStringSlot};
 
 /// Where the manifest sits inside the bundle (relative to the environment's root).
 pub const MANIFEST_PATH: &str = ".gopack/manifest.json";
@@ -321,7 +321,7 @@ impl Manifest {
             let size = regular_file(&record.path.0, "binary relocation record")?;
             links_of(&record.path, &record.links, "binary relocation record")?;
             for slot in &record.slots {
-                check_slot(slot, size).map_err(|reason| {
+                slot.check_inside(size).map_err(|reason| {
                     format!(
                         "manifest: binary relocation record `{}`: slot at offset {} (room {}): {reason}",
                         escape_bytes(&record.path.0),
@@ -371,28 +371,6 @@ impl Manifest {
         serde_json::to_writer_pretty(&mut out, self)?;
         out.write_all(b"\n")
     }
-}
-
-/// A slot must lie inside its file, and its pieces (joined by at least one byte per prefix
-/// occurrence, plus the terminating NUL) must fit its room: then rendering it can never write
-/// outside the file, and its room is bounded by the file's size.
-fn check_slot(slot: &CStringSlot, file_size: u64) -> Result<(), String> {
-    slot.offset
-        .checked_add(slot.room)
-        .filter(|&end| end <= file_size)
-        .ok_or_else(|| format!("it does not lie inside the file ({file_size} bytes)"))?;
-    if slot.pieces.is_empty() {
-        return Err("it has no pieces".into());
-    }
-    // One byte at least for each prefix occurrence and for the NUL terminator.
-    let mut least = slot.pieces.len() as u64;
-    for piece in &slot.pieces {
-        least = least.saturating_add(piece.0.len() as u64);
-    }
-    if least > slot.room {
-        return Err("its string does not fit its room".into());
-    }
-    Ok(())
 }
 
 fn is_sha256(text: &str) -> bool {

@@ -740,6 +740,24 @@ fn kill_test_env(old: &Path) -> SyntheticEnv {
         .hard_link("share/b-link.txt", "share/b.txt")
 }
 
+/// Builds `env` at `old`, packs it and moves it away. Returns the bundle, the destination the
+/// kill tests relocate to (`old/new`: relocating twice would show), a directory of the POSIX
+/// tools, and the user the runs take (`nobody` where the tests run as root, so the tree and the
+/// runs are unprivileged).
+fn packed_and_moved(
+    scratch: &Scratch,
+    env: SyntheticEnv,
+    old: &Path,
+) -> (PathBuf, PathBuf, PathBuf, Option<u32>) {
+    let prefix = env.build();
+    let bundle = scratch.path("b.tar.zst");
+    pack(&prefix, &bundle, &[]);
+    std::fs::rename(old, old.with_file_name("env-was")).unwrap();
+    let posix = posix_bin(&scratch.path("posix"), false);
+    let user = (unsafe { libc::geteuid() } == 0).then_some(65534u32);
+    (bundle, old.join("new"), posix, user)
+}
+
 /// A fresh `tar -x` of `bundle` into `dest`, below a fresh `old`; with `user`, all of `old`
 /// belongs to that uid (and its parent is searchable), so the unpack runs unprivileged.
 fn extract_as(bundle: &Path, old: &Path, dest: &Path, user: Option<u32>) {
@@ -767,14 +785,7 @@ fn defect_2_a_rerun_after_kill_9_at_any_point_relocates_exactly_once() {
     let scratch = Scratch::new();
     // The new prefix holds the old one followed by `/`: relocating twice would show.
     let old = scratch.path("x/env");
-    let prefix = kill_test_env(&old).build();
-    let bundle = scratch.path("b.tar.zst");
-    pack(&prefix, &bundle, &[]);
-    std::fs::rename(&old, scratch.path("x/env-was")).unwrap();
-    let dest = old.join("new");
-    let posix = posix_bin(&scratch.path("posix"), false);
-    // Unprivileged where possible: the tree belongs to `nobody` and the script runs as it.
-    let user = (unsafe { libc::geteuid() } == 0).then_some(65534u32);
+    let (bundle, dest, posix, user) = packed_and_moved(&scratch, kill_test_env(&old), &old);
     let prepare = || extract_as(&bundle, &old, &dest, user);
     // The bundle carries the native relocator; the killed runs are the sh engine's, and the
     // reruns alternate between both engines: each finishes what the other was stopped in.
@@ -835,20 +846,14 @@ fn relocator_killed_at_any_system_call_is_finished_by_either_engine() {
     let scratch = Scratch::new();
     // As in defect 2: relocating twice from `/x/env` to `/x/env/new` would show.
     let old = scratch.path("x/env");
-    let prefix = kill_test_env(&old)
+    let env = kill_test_env(&old)
         .text("lib/python3.11/site-packages/m.py", "P = '@PREFIX@'\n")
         .file(
             "lib/python3.11/site-packages/__pycache__/m.cpython-311.pyc",
             b"stale",
             0o644,
-        )
-        .build();
-    let bundle = scratch.path("b.tar.zst");
-    pack(&prefix, &bundle, &[]);
-    std::fs::rename(&old, scratch.path("x/env-was")).unwrap();
-    let dest = old.join("new");
-    let posix = posix_bin(&scratch.path("posix"), false);
-    let user = (unsafe { libc::geteuid() } == 0).then_some(65534u32);
+        );
+    let (bundle, dest, posix, user) = packed_and_moved(&scratch, env, &old);
     let prepare = || extract_as(&bundle, &old, &dest, user);
     let finish = |sh_only: bool| {
         as_user(&mut unpack_script(&dest, &posix, sh_only), user)

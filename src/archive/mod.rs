@@ -117,6 +117,45 @@ enum Encoder {
     Plain(BufWriter<File>),
 }
 
+/// A writer that counts and hashes (sha256) what passes through it to `inner`.
+pub(crate) struct Hashed<W: Write> {
+    inner: W,
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Hashed<W> {
+    /// Passes writes on to `inner`.
+    pub(crate) fn new(inner: W) -> Hashed<W> {
+        use sha2::Digest;
+        Hashed {
+            inner,
+            hasher: sha2::Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The inner writer, the sha256 and the count of everything written.
+    pub(crate) fn finish(self) -> (W, [u8; 32], u64) {
+        use sha2::Digest;
+        (self.inner, self.hasher.finalize().into(), self.bytes)
+    }
+}
+
+impl<W: Write> Write for Hashed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 impl Write for Encoder {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {

@@ -618,31 +618,18 @@ impl ReadAhead {
         std::thread::spawn(move || {
             loop {
                 let mut chunk = vec![0u8; CHUNK];
-                let mut filled = 0;
-                let result = loop {
-                    match inner.read(&mut chunk[filled..]) {
-                        Ok(0) => break Ok(()),
-                        Ok(read) => {
-                            filled += read;
-                            if filled == CHUNK {
-                                break Ok(());
-                            }
+                match crate::scan::content::read_full(&mut inner, &mut chunk) {
+                    Ok(filled) => {
+                        chunk.truncate(filled);
+                        // A short chunk is the last one.
+                        if (filled > 0 && sender.send(Ok(chunk)).is_err()) || filled < CHUNK {
+                            return;
                         }
-                        Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(err) => break Err(err),
                     }
-                };
-                let last = filled < CHUNK || result.is_err();
-                chunk.truncate(filled);
-                if filled > 0 && sender.send(Ok(chunk)).is_err() {
-                    return;
-                }
-                if let Err(err) = result {
-                    let _ = sender.send(Err(err));
-                    return;
-                }
-                if last {
-                    return;
+                    Err(err) => {
+                        let _ = sender.send(Err(err));
+                        return;
+                    }
                 }
             }
         });

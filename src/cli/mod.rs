@@ -369,7 +369,7 @@ fn run_create(args: CreateArgs, rules: Vec<(usize, RuleKind, String)>) -> Result
         }
         if summary.relocator == Some(gopack::relocate::carry::Linkage::Dynamic) {
             eprintln!(
-                "note: the native relocator it carries is dynamically linked; hosts with an older C library relocate with POSIX sh instead (slower). A static gopack-relocate runs everywhere (see README)."
+                "note: the native relocator it carries is dynamically linked; hosts with an older C library relocate with POSIX sh instead (slower). A static gopack-relocate runs on any Linux host of its architecture (see README)."
             );
         }
     }

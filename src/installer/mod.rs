@@ -8,11 +8,9 @@
 //! header's length does not depend on it; [`payload_offset`] reads it back, so `gopack inspect`
 //! and `gopack unpack` read installers too.
 
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use sha2::{Digest, Sha256};
 
 use crate::archive::{self, Format, WriteOptions, Written};
 use crate::error::{Error, Result};
@@ -144,12 +142,9 @@ pub fn write_installer(
         path: payload_path.clone(),
         source,
     };
-    let mut hasher = Sha256::new();
-    let mut reader = BufReader::with_capacity(
-        1 << 20,
-        crate::error::open_file(&payload_path).map_err(unreadable)?,
-    );
-    std::io::copy(&mut reader, &mut HashWriter(&mut hasher)).map_err(unreadable)?;
+    let (sha256, _) =
+        crate::relocate::apply::digest(crate::error::open_file(&payload_path).map_err(unreadable)?)
+            .map_err(unreadable)?;
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::Interrupted);
     }
@@ -160,7 +155,7 @@ pub fn write_installer(
         .unwrap_or_default();
     let header = render_header(&HeaderFields {
         size: bundle.size,
-        sha256: hex::encode(hasher.finalize()),
+        sha256: hex::encode(sha256),
         payload,
         root,
         name: default_name(output),
@@ -189,18 +184,6 @@ pub fn write_installer(
         content_bytes: bundle.content_bytes,
         image: None,
     })
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::output::Blob;
 use super::{Error, ImageOptions, media};
-use crate::archive::TarStream;
 use crate::archive::gzip::ParallelGzip;
+use crate::archive::{Hashed, TarStream};
 use crate::conda::CondaEnv;
 use crate::error::escape_bytes;
 use crate::go::Origin;
@@ -323,26 +323,6 @@ impl Layer<'_> {
     }
 }
 
-/// Counts and hashes what passes through to the sink (the compressed blob).
-struct Hashed<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashed<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.hasher.update(&buf[..written]);
-        self.bytes += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 enum Compressor<W: Write> {
     Plain(W),
     Gzip(ParallelGzip<W>),
@@ -363,11 +343,8 @@ impl<W: Write> LayerEncoder<W> {
         level: i32,
         threads: usize,
     ) -> io::Result<Self> {
-        let hashed = Hashed {
-            inner: sink,
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
+        // Counts and hashes what passes through to the sink (the compressed blob).
+        let hashed = Hashed::new(sink);
         let compressor = match compression {
             LayerCompression::None => Compressor::Plain(hashed),
             LayerCompression::Gzip => Compressor::Gzip(ParallelGzip::new(
@@ -398,9 +375,10 @@ impl<W: Write> LayerEncoder<W> {
             Compressor::Gzip(encoder) => encoder.finish()?,
             Compressor::Zstd(encoder) => encoder.finish()?,
         };
-        let digest = format!("sha256:{}", hex::encode(hashed.hasher.finalize()));
+        let (_, sha256, bytes) = hashed.finish();
+        let digest = format!("sha256:{}", hex::encode(sha256));
         let diff_id = format!("sha256:{}", hex::encode(self.tar.finalize()));
-        Ok((digest, diff_id, hashed.bytes))
+        Ok((digest, diff_id, bytes))
     }
 }
 

@@ -295,52 +295,74 @@ pub const PREFIX_STATE: &str = ".gopack/prefix";
 /// # Errors
 /// I/O errors other than a missing file; a recorded prefix that is a symlink.
 pub fn current_prefix(root: &Path, packed: &[u8]) -> Result<Vec<u8>> {
-    let path = root.join(PREFIX_STATE);
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path);
-    match opened {
-        Ok(mut file) => {
-            let mut recorded = Vec::new();
-            Read::by_ref(&mut file)
-                .take(4096)
-                .read_to_end(&mut recorded)
-                .map_err(|source| Error::io(format!("cannot read `{}`", path.display()), source))?;
-            Ok(recorded)
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(packed.to_vec()),
-        Err(source) => Err(Error::io(
-            format!("cannot read `{}`", path.display()),
-            source,
-        )),
-    }
+    Ok(read_state(&root.join(PREFIX_STATE))?.unwrap_or_else(|| packed.to_vec()))
 }
 
-/// Records that the files of the environment at `root` now hold `prefix` (a new file renamed
-/// over the old one, so it is never half-written, and works whatever the old one's mode).
+/// Records that the files of the environment at `root` now hold `prefix`.
 ///
 /// # Errors
 /// I/O errors naming the file.
 pub fn record_prefix(root: &Path, prefix: &[u8]) -> Result<()> {
-    let path = root.join(PREFIX_STATE);
-    let fail = |source| {
-        Error::io(
-            format!("cannot record the prefix in `{}`", path.display()),
-            source,
-        )
-    };
-    let dir = path.parent().unwrap_or(root);
-    let mut temp = tempfile::Builder::new()
-        .prefix(".gopack-new-")
-        .tempfile_in(dir)
+    write_state(root, PREFIX_STATE, prefix)
+}
+
+/// A small state file (at most 4 KiB) of the relocation, or `None` when there is none; never
+/// read through a symlink.
+pub(super) fn read_state(path: &Path) -> Result<Option<Vec<u8>>> {
+    let fail = |source| Error::io(format!("cannot read `{}`", path.display()), source);
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    match opened {
+        Ok(file) => {
+            let mut bytes = Vec::new();
+            file.take(4096).read_to_end(&mut bytes).map_err(fail)?;
+            Ok(Some(bytes))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(fail(source)),
+    }
+}
+
+/// Writes the state file `name` of the environment at `root` (mode 0644) under its staged name,
+/// `NAME.gopack-new`, and renames it into place: it is never half-written, whatever the old
+/// file's mode, and a run stopped in between leaves only the staged name, which both
+/// `bin/gopack-unpack` and the relocator remove.
+pub(super) fn write_state(root: &Path, name: &str, content: &[u8]) -> Result<()> {
+    let path = root.join(name);
+    let staged = staged_path(&path);
+    let fail = |source| Error::io(format!("cannot write `{}`", path.display()), source);
+    remove_if_present(&staged)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&staged)
         .map_err(fail)?;
-    temp.write_all(prefix).map_err(fail)?;
-    temp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+    file.write_all(content).map_err(fail)?;
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .map_err(fail)?;
-    temp.persist(&path).map_err(|err| fail(err.error))?;
-    Ok(())
+    drop(file);
+    fs_err::rename(&staged, &path).map_err(fail)
+}
+
+/// `path` with the suffix of a file staged beside it: `NAME.gopack-new`.
+pub(super) fn staged_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".gopack-new");
+    PathBuf::from(name)
+}
+
+/// Removes a file; a missing one is fine.
+pub(super) fn remove_if_present(path: &Path) -> Result<()> {
+    match fs_err::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
+            format!("cannot remove `{}`", path.display()),
+            err,
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a prefix that no relocation path can carry, as a source or a target: one holding a

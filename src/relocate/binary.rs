@@ -20,6 +20,32 @@ pub struct CStringSlot {
 }
 
 impl CStringSlot {
+    /// Checks that the slot lies inside a file of `file_size` bytes and that its pieces (joined
+    /// by at least one byte per prefix occurrence, plus the terminating NUL) fit its room: then
+    /// rendering it can never write outside the file, and its room is bounded by the file's
+    /// size. Records read from a bundle or an extracted tree are checked so before use.
+    ///
+    /// # Errors
+    /// Why it does not, as a sentence about "it" (the slot).
+    pub fn check_inside(&self, file_size: u64) -> Result<(), String> {
+        self.offset
+            .checked_add(self.room)
+            .filter(|&end| end <= file_size)
+            .ok_or_else(|| format!("it does not lie inside the file ({file_size} bytes)"))?;
+        if self.pieces.is_empty() {
+            return Err("it has no pieces".into());
+        }
+        // One byte at least for each prefix occurrence and for the NUL terminator.
+        let mut least = self.pieces.len() as u64;
+        for piece in &self.pieces {
+            least = least.saturating_add(piece.0.len() as u64);
+        }
+        if least > self.room {
+            return Err("its string does not fit its room".into());
+        }
+        Ok(())
+    }
+
     /// The string's bytes for `prefix`, NUL-padded to exactly `room` bytes, or `None` when it
     /// does not fit (the string needs at least one terminating NUL).
     pub fn render(&self, prefix: &[u8]) -> Option<Vec<u8>> {

@@ -86,31 +86,25 @@ fn inspect(path: &Path, platform: &str) -> std::result::Result<Linkage, String> 
     let wanted = elf_machine(platform).ok_or_else(|| {
         format!("a relocator can serve only Linux environments, and this one is {platform}")
     })?;
-    if elf.e_machine != wanted
-        || elf.e_type != goblin::elf::header::ET_EXEC && elf.e_type != goblin::elf::header::ET_DYN
-    {
+    if elf.e_type != goblin::elf::header::ET_EXEC && elf.e_type != goblin::elf::header::ET_DYN {
+        return Err("an ELF file, but not an executable".into());
+    }
+    if elf.e_machine != wanted {
         return Err(format!(
             "built for ELF machine {} ({}), not for this {platform} environment",
             elf.e_machine,
             goblin::elf::header::machine_to_str(elf.e_machine)
         ));
     }
-    // The program headers sit near the start of every executable the linkers write.
+    let unreadable = |_| "its program headers cannot be read".to_string();
     let ctx = goblin::container::Ctx::new(
-        if elf.e_ident[goblin::elf::header::EI_CLASS] == goblin::elf::header::ELFCLASS64 {
-            goblin::container::Container::Big
-        } else {
-            goblin::container::Container::Little
-        },
-        if elf.e_ident[goblin::elf::header::EI_DATA] == goblin::elf::header::ELFDATA2MSB {
-            goblin::container::Endian::Big
-        } else {
-            goblin::container::Endian::Little
-        },
+        elf.container().map_err(unreadable)?,
+        elf.endianness().map_err(unreadable)?,
     );
+    // The program headers sit near the start of every executable the linkers write.
     let headers =
         goblin::elf::ProgramHeader::parse(&head, elf.e_phoff as usize, elf.e_phnum as usize, ctx)
-            .map_err(|_| "its program headers cannot be read".to_string())?;
+            .map_err(unreadable)?;
     Ok(if headers.iter().any(|header| header.p_type == PT_INTERP) {
         Linkage::Dynamic
     } else {

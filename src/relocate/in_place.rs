@@ -11,15 +11,14 @@
 //! 5. Write the journal, rename every staged file into place, relink hard links, drop bytecode of
 //!    rewritten Python sources, record the new prefix in `.gopack/prefix`, remove the journal.
 
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
-use super::apply::{self, PREFIX_STATE, Planned};
+use super::apply::{self, PREFIX_STATE, Planned, remove_if_present, staged_path};
 use super::{ByteString, Relocation};
 use crate::error::{Error, Result};
 
@@ -27,8 +26,6 @@ use crate::error::{Error, Result};
 pub const RECORDS: &str = ".gopack/records.sh";
 /// The journal: holds the new prefix once every new file is staged, until all are in place.
 pub const JOURNAL: &str = ".gopack/relocating";
-/// Suffix of a file staged beside the one it replaces.
-const STAGED: &str = ".gopack-new";
 
 /// What [`relocate_in_place`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +60,12 @@ pub fn relocate_in_place(root: &Path, cancel: &AtomicBool) -> Result<InPlace> {
     apply::check_target(&to)?;
     let relocation = read_records(root)?;
     let mut finished = 0;
-    let from = match read_small(&root.join(JOURNAL))? {
+    let from = match apply::read_state(&root.join(JOURNAL))? {
         Some(journal) => {
             // Every new file of that run was staged: put them in place before anything else.
             finished = commit(root, &relocation)?;
-            write_state(root, PREFIX_STATE, &journal)?;
-            remove(&root.join(JOURNAL))?;
+            apply::write_state(root, PREFIX_STATE, &journal)?;
+            remove_if_present(&root.join(JOURNAL))?;
             journal
         }
         None => apply::current_prefix(root, &relocation.source_prefix.0)?,
@@ -77,16 +74,16 @@ pub fn relocate_in_place(root: &Path, cancel: &AtomicBool) -> Result<InPlace> {
     if from == to {
         return Ok(InPlace::AlreadyThere(to));
     }
+    check_records(root, &relocation)?;
     let (changes, broken_shebangs) = apply::plan_changes(&relocation, &to)?;
-    check_present(root, &changes)?;
     if let Err(err) = stage_all(root, &changes, &from, &to, cancel) {
         discard_staged(root, &relocation)?;
         return Err(err);
     }
-    write_state(root, JOURNAL, &to)?;
+    apply::write_state(root, JOURNAL, &to)?;
     let files = commit(root, &relocation)? + finished;
-    write_state(root, PREFIX_STATE, &to)?;
-    remove(&root.join(JOURNAL))?;
+    apply::write_state(root, PREFIX_STATE, &to)?;
+    remove_if_present(&root.join(JOURNAL))?;
     Ok(InPlace::Relocated {
         from,
         to,
@@ -109,64 +106,6 @@ fn read_records(root: &Path) -> Result<Relocation> {
     })
 }
 
-/// A small state file, or `None` when it does not exist; never followed through a symlink.
-fn read_small(path: &Path) -> Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path);
-    match opened {
-        Ok(file) => {
-            let mut bytes = Vec::new();
-            file.take(4096)
-                .read_to_end(&mut bytes)
-                .map_err(|source| Error::io(format!("cannot read `{}`", path.display()), source))?;
-            Ok(Some(bytes))
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::io(
-            format!("cannot read `{}`", path.display()),
-            source,
-        )),
-    }
-}
-
-/// Writes a state file under a fixed staged name (the one the script uses, so either cleans up
-/// after the other) and renames it into place.
-fn write_state(root: &Path, name: &str, content: &[u8]) -> Result<()> {
-    let path = root.join(name);
-    let staged = staged_path(&path);
-    let fail = |source| Error::io(format!("cannot write `{}`", path.display()), source);
-    remove(&staged)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&staged)
-        .map_err(fail)?;
-    file.write_all(content).map_err(fail)?;
-    drop(file);
-    fs_err::rename(&staged, &path).map_err(fail)
-}
-
-fn staged_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(STAGED);
-    PathBuf::from(name)
-}
-
-/// Removes a file; a missing one is fine.
-fn remove(path: &Path) -> Result<()> {
-    match fs_err::remove_file(path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
-            format!("cannot remove `{}`", path.display()),
-            err,
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Every file a record rewrites, with its other names.
 fn records(relocation: &Relocation) -> impl Iterator<Item = (&ByteString, &[ByteString])> {
     let text = relocation
@@ -182,50 +121,70 @@ fn records(relocation: &Relocation) -> impl Iterator<Item = (&ByteString, &[Byte
 }
 
 fn discard_staged(root: &Path, relocation: &Relocation) -> Result<()> {
-    remove(&staged_path(&root.join(PREFIX_STATE)))?;
-    remove(&staged_path(&root.join(JOURNAL)))?;
+    remove_if_present(&staged_path(&root.join(PREFIX_STATE)))?;
+    remove_if_present(&staged_path(&root.join(JOURNAL)))?;
     for (path, links) in records(relocation) {
         for name in std::iter::once(path).chain(links) {
-            remove(&staged_path(&apply::record_path(root, &name.0)?))?;
+            remove_if_present(&staged_path(&apply::record_path(root, &name.0)?))?;
         }
     }
     Ok(())
 }
 
-/// Refuses to start when a recorded file is missing, listing them all, or when one is reached
-/// through a symlink that leads out of the environment (a tree changed after extraction).
-fn check_present(root: &Path, changes: &[Planned<'_>]) -> Result<()> {
+/// Refuses to start when a recorded file is missing or not a regular file (listing them all),
+/// when one is reached through a symlink that leads out of the environment, or when a binary
+/// record's string does not lie inside its file (a tree changed after extraction): nothing is
+/// rendered from a record before it is checked.
+fn check_records(root: &Path, relocation: &Relocation) -> Result<()> {
     let unreadable = |source| Error::io(format!("cannot resolve `{}`", root.display()), source);
     let real_root = fs_err::canonicalize(root).map_err(unreadable)?;
+    let damaged = |message: String| Error::DamagedEnvironment {
+        path: root.to_path_buf(),
+        message,
+    };
     let mut missing = Vec::new();
-    for planned in changes {
-        let path = apply::record_path(root, &planned.path.0)?;
-        match path.parent().map(fs_err::canonicalize) {
+    let mut sizes = Vec::with_capacity(relocation.binary.len());
+    for (path, _) in records(relocation) {
+        let file = apply::record_path(root, &path.0)?;
+        match file.parent().map(fs_err::canonicalize) {
             Some(Ok(dir)) if !dir.starts_with(&real_root) => {
                 return Err(Error::HostileEntry {
-                    entry: planned.path.display(),
+                    entry: path.display(),
                     reason: "relocation record: its directory leads out of the environment \
                              through a symlink"
                         .into(),
                 });
             }
-            Some(Ok(_)) if fs_err::symlink_metadata(&path).is_ok_and(|meta| meta.is_file()) => {}
-            _ => missing.push(planned.path.display()),
+            Some(Ok(_)) => match fs_err::symlink_metadata(&file) {
+                Ok(meta) if meta.is_file() => sizes.push(meta.len()),
+                _ => missing.push(path.display()),
+            },
+            _ => missing.push(path.display()),
         }
     }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(Error::DamagedEnvironment {
-        path: root.to_path_buf(),
-        message: format!(
+    if !missing.is_empty() {
+        return Err(damaged(format!(
             "files recorded for relocation are missing or not regular files: {}",
             missing.join(", ")
-        ),
-    })
+        )));
+    }
+    // Text records come first in `records`; the sizes left are the binary records' files.
+    let binary_sizes = &sizes[sizes.len() - relocation.binary.len()..];
+    for (record, &size) in relocation.binary.iter().zip(binary_sizes) {
+        for slot in &record.slots {
+            slot.check_inside(size).map_err(|reason| {
+                damaged(format!(
+                    "the string recorded at offset {} of `{}` is damaged: {reason}",
+                    slot.offset,
+                    record.path.display()
+                ))
+            })?;
+        }
+    }
+    Ok(())
 }
 
-/// Writes every new file beside its original, in parallel; stops at the first error.
+/// Writes every new file beside its original, on all cores; stops at the first error.
 fn stage_all(
     root: &Path,
     changes: &[Planned<'_>],
@@ -233,29 +192,12 @@ fn stage_all(
     to: &[u8],
     cancel: &AtomicBool,
 ) -> Result<()> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Vec<Result<()>> = (0..rayon::current_num_threads())
-        .into_par_iter()
-        .map(|_| {
-            loop {
-                if failed.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(Error::Interrupted);
-                }
-                let Some(planned) = changes.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                    return Ok(());
-                };
-                if let Err(err) = stage(root, planned, from, to) {
-                    failed.store(true, Ordering::Relaxed);
-                    return Err(err);
-                }
-            }
-        })
-        .collect();
-    results.into_iter().collect()
+    changes.par_iter().try_for_each(|planned| {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        stage(root, planned, from, to)
+    })
 }
 
 fn stage(root: &Path, planned: &Planned<'_>, from: &[u8], to: &[u8]) -> Result<()> {
@@ -305,6 +247,8 @@ fn commit(root: &Path, relocation: &Relocation) -> Result<u64> {
 
 /// Makes `link` another name of `file`: a new link under the staged name, renamed over it, so
 /// the name always exists and a stopped run leaves only a staged name the next run removes.
+/// (`apply::relink` uses a random name instead: it works in a private staging tree, where no
+/// script has to know the name to clean it up.)
 fn relink(file: &Path, link: &Path) -> Result<()> {
     let staged = staged_path(link);
     let fail = |source| {
@@ -313,7 +257,7 @@ fn relink(file: &Path, link: &Path) -> Result<()> {
             source,
         )
     };
-    remove(&staged)?;
+    remove_if_present(&staged)?;
     fs_err::hard_link(file, &staged).map_err(fail)?;
     fs_err::rename(&staged, link).map_err(fail)
 }

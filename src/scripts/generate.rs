@@ -20,7 +20,7 @@ pub fn add_generated(
     plan: &mut Plan,
     dest_prefix: Option<&[u8]>,
     relocator: Option<&RelocatorChoice>,
-    scratch: Option<&std::path::Path>,
+    scratch: &std::path::Path,
     reporter: &dyn Reporter,
 ) -> Result<()> {
     let source_prefix = plan.relocation.source_prefix.0.clone();
@@ -149,45 +149,31 @@ pub fn add_generated(
     let records = relocate::script::records(&plan.relocation);
     plan.entries
         .push(file(b".gopack/records.sh", 0o644, records));
-    // The manifest lists the entries in archive order. With a scratch directory it is written
-    // there, streamed, rather than held in memory until the archive is written.
+    // The manifest lists the entries in archive order. It is written to `scratch`, streamed,
+    // rather than held in memory until the archive is written.
     plan.sort_entries();
     let manifest = Manifest::from_plan(plan);
-    let body = match scratch {
-        Some(dir) => {
-            let source = dir.join("manifest.json");
-            let fail =
-                |source| crate::Error::io("cannot write the manifest to a scratch file", source);
-            let out = fs_err::File::create(&source).map_err(fail)?;
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
-            manifest.write_json(&mut out).map_err(fail)?;
-            std::io::Write::flush(&mut out).map_err(fail)?;
-            drop(out);
-            let (sha256, size) =
-                relocate::apply::digest(fs_err::File::open(&source).map_err(fail)?)
-                    .map_err(fail)?;
-            Body::External {
-                source,
-                sha256,
-                size,
-            }
-        }
-        None => Body::Generated(manifest.to_json()),
-    };
+    let source = scratch.join("manifest.json");
+    let fail = |source| crate::Error::io("cannot write the manifest to a scratch file", source);
+    let out = fs_err::File::create(&source).map_err(fail)?;
+    let mut out = crate::archive::Hashed::new(std::io::BufWriter::with_capacity(1 << 20, out));
+    manifest.write_json(&mut out).map_err(fail)?;
     drop(manifest);
+    let (out, sha256, size) = out.finish();
+    out.into_inner().map_err(|err| fail(err.into_error()))?;
     plan.entries.push(PlannedEntry {
         entry: Entry {
             path: MANIFEST_PATH.as_bytes().to_vec(),
             kind: EntryKind::File,
             mode: 0o644,
             mtime,
-            size: match &body {
-                Body::External { size, .. } => *size,
-                Body::Generated(bytes) => bytes.len() as u64,
-                _ => 0,
-            },
+            size,
         },
-        body,
+        body: Body::External {
+            source,
+            sha256,
+            size,
+        },
     });
     plan.sort_entries();
     Ok(())
