@@ -358,3 +358,43 @@ fn the_relocator_refuses_a_recorded_directory_that_leads_out_of_the_environment(
     );
     assert_eq!((tree_snapshot(&dest), tree_snapshot(&outside)), before);
 }
+
+#[test]
+fn the_relocator_refuses_a_binary_string_that_no_longer_lies_inside_its_file() {
+    let scratch = Scratch::new();
+    let prefix = scratch.path("env");
+    let placeholder = format!("/{}", "p".repeat(200));
+    // What conda leaves: the placeholder replaced by the prefix, NUL-padded to its length.
+    let mut content = b"\x7fELF\0\0\0\0junk\0".to_vec();
+    let string = format!("{}/lib", prefix.display());
+    content.extend_from_slice(string.as_bytes());
+    content.resize(content.len() + placeholder.len() + 4 - string.len(), 0);
+    content.extend_from_slice(b"tail\0");
+    let env = SyntheticEnv::new(&prefix)
+        .binary_file("lib/libdata.so", content, &placeholder, 0o644)
+        .build();
+    let bundle = scratch.path("b.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    assert!(
+        !manifest(&bundle)["relocation"]["binary"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let posix = posix_bin(&scratch.path("posix"), false);
+    let dest = scratch.path("dest");
+    extract(&bundle, &dest);
+    // Cut short after extraction: the recorded string now lies past its end.
+    std::fs::write(dest.join("lib/libdata.so"), b"\x7fELF\0").unwrap();
+    let before = tree_snapshot(&dest);
+    let output = unpack_script(&dest, &posix, false).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("lib/libdata.so")
+            && stderr.contains("does not lie inside the file")
+            && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    assert_eq!(tree_snapshot(&dest), before);
+}
