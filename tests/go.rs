@@ -3,10 +3,8 @@
 //! Rust, non-trimpath binaries kept byte-for-byte, and the unpacked services answering on
 //! loopback after the original environment is gone.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::util::*;
 
@@ -52,54 +50,6 @@ fn build_example(example: &str, output: &Path, goos: &str, goarch: &str, trimpat
     }
     command.arg("-o").arg(output).arg(".");
     run_ok(&mut command);
-}
-
-/// GET over loopback with a plain HTTP/1.0 request; returns (status line, body).
-fn http_get(address: &str, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
-}
-
-/// A running service and its stdout (kept open: it may print when it shuts down).
-struct Service {
-    child: std::process::Child,
-    stdout: BufReader<std::process::ChildStdout>,
-}
-
-/// Starts a service on 127.0.0.1:0, returns it and the address it printed.
-fn start_service(binary: &Path) -> (Service, String) {
-    let mut child = Command::new(binary)
-        .args(["-addr", "127.0.0.1:0"])
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    stdout.read_line(&mut line).unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected: {line}"))
-        .to_string();
-    (Service { child, stdout }, address)
-}
-
-fn stop(mut service: Service) {
-    let pid = service.child.id().to_string();
-    run_ok(Command::new("kill").args(["-TERM", &pid]));
-    let mut rest = String::new();
-    let _ = service.stdout.read_to_string(&mut rest);
-    let status = service.child.wait().unwrap();
-    assert!(status.success(), "graceful shutdown on SIGTERM: {status:?}");
 }
 
 #[test]
@@ -165,14 +115,14 @@ fn real_env_workspace_services_are_built_reproducibly_and_run_after_unpacking() 
             "{version}"
         );
     }
-    let (child, address) = start_service(&dest.join("bin/healthcheck"));
+    let (child, address) = start_service(Command::new(dest.join("bin/healthcheck")).env_clear());
     assert_eq!(
         http_get(&address, "/healthz"),
         ("HTTP/1.0 200 OK".into(), "ok".into())
     );
     assert_eq!(http_get(&address, "/readyz").1, "ready");
     stop(child);
-    let (child, address) = start_service(&dest.join("bin/pprof-agent"));
+    let (child, address) = start_service(Command::new(dest.join("bin/pprof-agent")).env_clear());
     let (status, body) = http_get(&address, "/debug/pprof/");
     assert!(
         status.contains("200") && body.contains("goroutine"),

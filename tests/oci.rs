@@ -6,9 +6,9 @@
 //! a chroot of it; podman loads and runs it.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
@@ -1220,38 +1220,18 @@ fn real_env_base_image_runs_python_c_and_go_in_a_chroot_and_in_podman() {
     // The Go health check, started in the chroot, answers on loopback (a chroot shares the
     // network).
     // (A static Go binary needs no /proc: plain chroot, so the signal reaches it.)
-    let mut child = Command::new("chroot")
-        .arg(&root)
-        .args(["/opt/app/bin/healthcheck", "-addr", "127.0.0.1:0"])
-        .env_clear()
-        .envs(image_env.iter().cloned())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    // Kept open: the service prints when it shuts down.
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    stdout.read_line(&mut line).unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
-    let mut stream = std::net::TcpStream::connect(&address).unwrap();
-    write!(stream, "GET /healthz HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    run_ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
-    let mut rest = String::new();
-    let _ = stdout.read_to_string(&mut rest);
-    assert!(
-        child.wait().unwrap().success(),
-        "graceful shutdown on SIGTERM"
+    let (service, address) = start_service(
+        Command::new(which("chroot"))
+            .arg(&root)
+            .arg("/opt/app/bin/healthcheck")
+            .env_clear()
+            .envs(image_env.iter().cloned()),
     );
-    assert!(
-        response.starts_with("HTTP/1.0 200") && response.ends_with("ok"),
-        "{response}"
+    assert_eq!(
+        http_get(&address, "/healthz"),
+        ("HTTP/1.0 200 OK".into(), "ok".into())
     );
+    stop(service);
 
     podman_loads_and_runs(&scratch, &output);
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -367,4 +368,53 @@ pub fn files_named<'a>(
         .unwrap()
         .iter()
         .find(|f| f["path"] == path)
+}
+
+/// GET over loopback with a plain HTTP/1.0 request; returns (status line, body).
+pub fn http_get(address: &str, path: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// A running service and its stdout (kept open: it may print when it shuts down).
+pub struct Service {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+/// Starts a Go service (`command`, a binary or a wrapper that runs one, with the environment
+/// the caller gives it) on 127.0.0.1:0; returns it and the address it printed.
+pub fn start_service(command: &mut Command) -> (Service, String) {
+    let mut child = command
+        .args(["-addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected: {line}"))
+        .to_string();
+    (Service { child, stdout }, address)
+}
+
+/// Stops a service with SIGTERM and requires it to exit cleanly.
+pub fn stop(mut service: Service) {
+    let pid = service.child.id().to_string();
+    run_ok(Command::new("kill").args(["-TERM", &pid]));
+    let mut rest = String::new();
+    let _ = service.stdout.read_to_string(&mut rest);
+    let status = service.child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown on SIGTERM: {status:?}");
 }
