@@ -40,6 +40,9 @@ pub struct CreateOptions {
 pub struct Summary {
     /// The written bundle.
     pub bundle: Written,
+    /// For a container image: its tag and digests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::oci::ImageRef>,
     /// The source prefix.
     pub prefix: PathBuf,
     /// The conda platform.
@@ -134,27 +137,37 @@ pub fn create(
     )?;
     plan.spill_large_bodies(scratch.path())?;
     release_freed_memory();
-    let bundle = match &options.image {
-        Some(image) => crate::oci::write_image(
-            &plan,
-            &options.output,
-            &options.write,
-            image,
-            cancel,
-            reporter,
-        )?,
-        None if options.write.format.is_installer() => crate::installer::write_installer(
-            &plan,
-            &options.output,
-            &options.write,
-            cancel,
-            reporter,
-        )?,
-        None => archive::write_bundle(&plan, &options.output, &options.write, cancel, reporter)?,
+    let (bundle, image) = match &options.image {
+        Some(image) => {
+            let (written, image) = crate::oci::write_image(
+                &plan,
+                &options.output,
+                &options.write,
+                image,
+                cancel,
+                reporter,
+            )?;
+            (written, Some(image))
+        }
+        None if options.write.format.is_installer() => (
+            crate::installer::write_installer(
+                &plan,
+                &options.output,
+                &options.write,
+                cancel,
+                reporter,
+            )?,
+            None,
+        ),
+        None => (
+            archive::write_bundle(&plan, &options.output, &options.write, cancel, reporter)?,
+            None,
+        ),
     };
     crate::provenance::finish_bundle(&bundle.path, &options.provenance, reporter)?;
     Ok(Summary {
         bundle,
+        image,
         prefix: plan.prefix.clone(),
         platform: plan.platform.clone(),
         conda_packages: plan.packages.len(),

@@ -1,8 +1,6 @@
 //! The crate's error type: every variant names the file or thing at fault, and says whether the
 //! user can fix it (exit code 1) or it is a usage/internal problem (exit code 2).
 
-use std::path::PathBuf;
-
 /// Who can act on an error; the CLI maps this to the process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -12,7 +10,9 @@ pub enum ErrorKind {
     Internal,
 }
 
-/// Everything that can go wrong in gopack's library.
+/// Everything that can go wrong in gopack's library: I/O, usage and interruption, which any
+/// stage can meet, and one error type per pipeline stage, each naming the file or thing at
+/// fault and knowing its own hint.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -25,218 +25,30 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The prefix does not exist.
-    #[error("environment `{}` does not exist", path.display())]
-    EnvironmentMissing {
-        /// The directory that was given.
-        path: PathBuf,
-    },
-    /// The prefix is not a conda environment.
-    #[error("`{}` is not a conda environment (it has no `conda-meta` directory)", path.display())]
-    NotAnEnvironment {
-        /// The directory that was given.
-        path: PathBuf,
-    },
-    /// `-n NAME` matched no environment.
-    #[error("no conda environment named `{name}` was found")]
-    EnvironmentNotFound {
-        /// The requested name.
-        name: String,
-        /// Every place that was searched.
-        searched: Vec<PathBuf>,
-        /// The environment names that were found there.
-        found: Vec<String>,
-    },
-    /// Neither `-n` nor `-p` was given and no environment is active.
-    #[error(
-        "no environment given: pass `-n NAME` or `-p PREFIX`, or activate one (CONDA_PREFIX is unset)"
-    )]
-    NoEnvironmentGiven,
-    /// A conda-meta record is not valid JSON or lacks a required field.
-    #[error("malformed conda-meta record `{}` at line {line}, column {column}: {message}", path.display())]
-    MalformedRecord {
-        /// The record file.
-        path: PathBuf,
-        /// 1-based line of the problem.
-        line: usize,
-        /// 1-based column of the problem.
-        column: usize,
-        /// What the parser said.
-        message: String,
-    },
-    /// Files that conda-meta lists are gone from the prefix.
-    #[error("{} file(s) managed by conda are missing from the environment:\n{}", missing.len(), list_missing(missing))]
-    MissingManagedFiles {
-        /// (package, relative path) pairs.
-        missing: Vec<(String, String)>,
-    },
-    /// Editable Python installs point outside the prefix and would not survive the move.
-    #[error(
-        "the environment has editable (development) Python installs that point outside it:\n{}",
-        list_lines(found)
-    )]
-    EditableInstalls {
-        /// One description per offending file.
-        found: Vec<String>,
-    },
-    /// Symlinks lead out of the environment: no careful extractor (`gopack unpack` included)
-    /// would accept the bundle.
-    #[error(
-        "{} symlink(s) lead out of the environment; `gopack unpack` would refuse the bundle:\n{}",
-        links.len(),
-        list_lines(links)
-    )]
-    SymlinksOutside {
-        /// `link → target` lines, the link relative to the prefix.
-        links: Vec<String>,
-    },
-    /// `--copy-outside-links` cannot pack these links' targets in place of the links.
-    #[error(
-        "--copy-outside-links: {} symlink(s) cannot be replaced by their target's content:\n{}",
-        links.len(),
-        list_lines(links)
-    )]
-    OutsideLinksNotCopied {
-        /// `link → target: why` lines.
-        links: Vec<String>,
-    },
-    /// A file could not be read.
-    #[error("cannot read `{}`", path.display())]
-    Unreadable {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file changed while it was being packed.
-    #[error("`{}` changed while it was being packed (its size or modification time differs)", path.display())]
-    ChangedDuringPack {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The output exists and `--force` was not given.
-    #[error("output `{}` already exists", path.display())]
-    OutputExists {
-        /// The output path.
-        path: PathBuf,
-    },
-    /// The output's directory does not exist.
-    #[error("the output directory `{}` does not exist", path.display())]
-    OutputDirMissing {
-        /// The missing directory.
-        path: PathBuf,
-    },
-    /// The archive format could not be chosen.
-    #[error("unsupported archive format for `{}`; supported: .tar.zst (.tzst), .tar.gz (.tgz), .tar", path.display())]
-    UnknownFormat {
-        /// The output path (or format name) given.
-        path: PathBuf,
-    },
-    /// A glob given to `--include`/`--exclude` does not parse.
-    #[error("invalid glob `{pattern}`")]
-    BadGlob {
-        /// The pattern.
-        pattern: String,
-        /// The glob parser's complaint.
-        #[source]
-        source: globset::Error,
-    },
     /// An option value is out of range or contradictory.
     #[error("{0}")]
     Usage(String),
     /// The user pressed Ctrl-C.
     #[error("interrupted; nothing was written")]
     Interrupted,
-    /// A bundle could not be read or is unsafe.
-    #[error("bundle `{}`: {message}", path.display())]
-    BadBundle {
-        /// The bundle file.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// The file given as a bundle is something else (a zip, a text file, …).
-    #[error("`{}` is not a gopack bundle (it is {what})", path.display())]
-    NotABundle {
-        /// The file.
-        path: PathBuf,
-        /// What it is, as a noun phrase (`a zip archive`).
-        what: String,
-    },
-    /// The unpack destination cannot be used.
-    #[error("cannot unpack into `{}`: {reason}", path.display())]
-    BadDestination {
-        /// The destination.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// A bundle entry would escape the destination or is of a forbidden type.
-    #[error("refusing bundle entry `{entry}`: {reason}")]
-    HostileEntry {
-        /// The entry's path as stored in the archive.
-        entry: String,
-        /// Why it is refused.
-        reason: String,
-    },
-    /// The unpack destination exists and is not empty.
-    #[error("destination `{}` exists and is not empty", path.display())]
-    DestinationNotEmpty {
-        /// The destination directory.
-        path: PathBuf,
-    },
-    /// A prefix no relocation can start from or go to.
-    #[error("the path `{}` cannot be relocated: {reason}", escape_bytes(path.as_os_str().as_encoded_bytes()))]
-    UnreachablePrefix {
-        /// The prefix.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// A target prefix does not fit into binary slots.
-    #[error("the target prefix `{prefix}` ({len} bytes) is too long for {} binary slot(s):\n{}", files.len(), list_lines(files))]
-    PrefixTooLong {
-        /// The requested prefix.
-        prefix: String,
-        /// Its length in bytes.
-        len: usize,
-        /// `path (room N bytes)` lines.
-        files: Vec<String>,
-    },
-    /// A Go toolchain step failed.
-    #[error("{message}")]
-    Go {
-        /// What failed, with the command and its output.
-        message: String,
-        /// Whether it is the user's problem.
-        user: bool,
-    },
-    /// A problem with a Go binary found in the environment.
-    #[error("Go binary `{}`: {message}", path.display())]
-    GoBinary {
-        /// The binary.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// An extracted environment cannot be relocated where it stands: its records are damaged,
-    /// or files they name are gone.
-    #[error("environment `{}`: {message}", path.display())]
-    DamagedEnvironment {
-        /// The environment, or its file at fault.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// The native relocator given to carry in the bundle cannot be carried.
-    #[error("relocator `{}`: {message}", path.display())]
-    Relocator {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
+    /// Finding and reading the conda environment ([`crate::conda`]).
+    #[error(transparent)]
+    Conda(#[from] crate::conda::Error),
+    /// Listing and reading the environment's files ([`crate::scan`]).
+    #[error(transparent)]
+    Scan(#[from] crate::scan::Error),
+    /// Relocation, at pack time or on the target ([`crate::relocate`]).
+    #[error(transparent)]
+    Relocate(#[from] crate::relocate::Error),
+    /// Go toolchains, builds and binaries ([`crate::go`]).
+    #[error(transparent)]
+    Go(#[from] crate::go::Error),
+    /// Writing and reading bundles ([`crate::archive`]).
+    #[error(transparent)]
+    Archive(#[from] crate::archive::Error),
+    /// Unpacking a bundle ([`crate::unpack`]).
+    #[error(transparent)]
+    Unpack(#[from] crate::unpack::Error),
     /// SBOM, checksum and verify problems ([`crate::provenance`]).
     #[error(transparent)]
     Provenance(#[from] crate::provenance::Error),
@@ -245,19 +57,8 @@ pub enum Error {
     Oci(#[from] crate::oci::Error),
 }
 
-fn list_missing(missing: &[(String, String)]) -> String {
-    let mut out = String::new();
-    for (i, (package, path)) in missing.iter().enumerate() {
-        if i == 20 {
-            out.push_str(&format!("  … and {} more\n", missing.len() - 20));
-            break;
-        }
-        out.push_str(&format!("  {package}: {path}\n"));
-    }
-    out.trim_end().to_string()
-}
-
-fn list_lines(lines: &[String]) -> String {
+/// Lists one item per line, indented, for messages that name several files.
+pub(crate) fn list_lines(lines: &[String]) -> String {
     lines
         .iter()
         .map(|line| format!("  {line}"))
@@ -277,73 +78,42 @@ impl Error {
     /// Whether the user can fix this (exit code 1) or it is a usage/internal problem (exit 2).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Usage(_) | Error::UnknownFormat { .. } | Error::BadGlob { .. } => {
-                ErrorKind::Internal
-            }
-            Error::Go { user, .. } if !user => ErrorKind::Internal,
+            Error::Usage(_) => ErrorKind::Internal,
+            Error::Scan(err) => err.kind(),
+            Error::Go(err) => err.kind(),
+            Error::Archive(err) => err.kind(),
             _ => ErrorKind::User,
         }
+    }
+
+    /// What a user reads for this error: `error:` and the message, one `caused by:` line per
+    /// source, then the hint, with control characters escaped so that no file name can drive
+    /// the terminal. `program` (`gopack-unpack: `) starts the first line when given.
+    pub fn report(&self, program: &str) -> String {
+        let mut out = format!("{program}error: {}\n", terminal_safe(&self.to_string()));
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            out.push_str(&format!(
+                "  caused by: {}\n",
+                terminal_safe(&cause.to_string())
+            ));
+            source = cause.source();
+        }
+        if let Some(hint) = self.hint() {
+            out.push_str(&format!("hint: {}\n", terminal_safe(&hint)));
+        }
+        out
     }
 
     /// A suggestion the user can act on, if there is one.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::EnvironmentNotFound {
-                searched, found, ..
-            } => {
-                let mut hint = String::from("searched:");
-                for dir in searched {
-                    hint.push_str(&format!("\n    {}", dir.display()));
-                }
-                if found.is_empty() {
-                    hint.push_str("\n  no environments were found there; pass the path with `-p PREFIX`");
-                } else {
-                    hint.push_str(&format!("\n  environments found: {}", found.join(", ")));
-                }
-                Some(hint)
-            }
-            Error::MissingManagedFiles { .. } => Some(
-                "a pip install or a manual edit usually removes conda's files; reinstall the package, \
-                 or pass `--ignore-missing-files` to pack without them"
-                    .into(),
-            ),
-            Error::EditableInstalls { .. } => Some(
-                "install those packages normally (`pip install .` without `-e`), or pass \
-                 `--ignore-editable-packages` to pack them as they are"
-                    .into(),
-            ),
-            Error::SymlinksOutside { .. } => Some(
-                "leave them out with `--exclude PATH` (one per link), or pass `--copy-outside-links` \
-                 to pack the content of each target (a regular file) in place of its link"
-                    .into(),
-            ),
-            Error::OutsideLinksNotCopied { .. } => Some(
-                "leave them out with `--exclude PATH`; gopack copies single files only, so copy a \
-                 directory into the environment yourself"
-                    .into(),
-            ),
-            Error::OutputExists { .. } => Some("pass `-f`/`--force` to overwrite it".into()),
-            Error::OutputDirMissing { .. } => Some("create the directory first".into()),
-            Error::MalformedRecord { .. } => Some(
-                "fix or remove the record; conda writes these files, so reinstalling the package also repairs it"
-                    .into(),
-            ),
-            Error::DestinationNotEmpty { .. } => {
-                Some("pass `-f` to replace it, or choose an empty directory".into())
-            }
-            Error::DamagedEnvironment { .. } => Some(
-                "extract the bundle again (`tar -xf`) and run bin/gopack-unpack there".into(),
-            ),
-            Error::PrefixTooLong { .. } => Some(
-                "choose a shorter destination path; binaries built by conda-build have room for 255 bytes"
-                    .into(),
-            ),
-            Error::NotABundle { .. } => Some(
-                "pass the `.tar.zst`, `.tar.gz` or `.tar` file that `gopack create` wrote".into(),
-            ),
-            Error::ChangedDuringPack { .. } => {
-                Some("stop whatever is writing into the environment and pack again".into())
-            }
+            Error::Conda(err) => err.hint(),
+            Error::Scan(err) => err.hint(),
+            Error::Relocate(err) => err.hint(),
+            Error::Go(err) => err.hint(),
+            Error::Archive(err) => err.hint(),
+            Error::Unpack(err) => err.hint(),
             Error::Provenance(err) => err.hint(),
             Error::Oci(err) => err.hint(),
             _ => None,
@@ -373,6 +143,14 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// [`escape_str`] for each line of a message that may span lines.
+pub fn terminal_safe(text: &str) -> String {
+    text.split('\n')
+        .map(escape_str)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// [`escape_bytes`] for text that is already UTF-8.
@@ -421,3 +199,6 @@ mod tests {
         assert_eq!(escape_str("naïve ünïcode"), "naïve ünïcode");
     }
 }
+
+#[cfg(test)]
+mod catalogue;

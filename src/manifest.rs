@@ -16,6 +16,17 @@ use crate::relocate::Relocation;
 
 /// Where the manifest sits inside the bundle (relative to the environment's root).
 pub const MANIFEST_PATH: &str = ".gopack/manifest.json";
+/// Every path a bundle holds a file of gopack's in (replacing what the environment had there),
+/// besides `.gopack/records.sh`, `.gopack/prefix` and the manifest.
+pub const GENERATED_PATHS: &[&[u8]] = &[
+    b"bin/gopack-unpack",
+    b"bin/activate",
+    b"bin/deactivate",
+    b"bin/activate.fish",
+    b".gopack/env_vars.sh",
+    b".gopack/env_vars.fish",
+];
+
 /// The manifest format version; readers refuse newer major versions.
 pub const FORMAT_VERSION: u32 = 1;
 

@@ -19,6 +19,7 @@ use crate::go::GoBinary;
 use crate::manifest::{FORMAT_VERSION, FileRecord, MANIFEST_PATH, Manifest, PathKind, Totals};
 use crate::progress::{Reporter, Warning};
 use crate::relocate::{self, ByteString, Edit, FileContext, Fix, LeftAlone};
+use crate::scan::Error as ScanError;
 use crate::scan::classify::FileKind;
 use crate::scan::content;
 use crate::scan::{Entry, EntryKind, Inventory};
@@ -272,7 +273,8 @@ pub fn plan(
         };
         // Links leading out of the environment were refused (or copied) by the scan.
         if let EntryKind::Symlink { target } = &entry.kind
-            && let Some(relative) = relocate::plan_symlink(&entry.path, target, &prefix_bytes)
+            && let Some(relative) =
+                crate::paths::relative_link_target(&entry.path, target, &prefix_bytes)
         {
             relocation.fixed.push(Fix::RelativeSymlink {
                 path: ByteString(entry.path.clone()),
@@ -320,7 +322,7 @@ fn analyse_entry(
 ) -> Result<Analysed> {
     let path = entry.absolute(&env.prefix);
     let facts = content::analyse(&path, &entry.path, entry.size, finder, cancel)?;
-    let unreadable = |source| Error::Unreadable {
+    let unreadable = |source| ScanError::Unreadable {
         path: path.clone(),
         source,
     };
@@ -352,7 +354,7 @@ fn analyse_entry(
     let (sha256, size) = match &plan.edit {
         Edit::None => (facts.sha256, facts.size),
         Edit::Replace(bytes) => (Sha256::digest(bytes).into(), bytes.len() as u64),
-        edit => relocate::apply::digest(relocate::apply::edited_reader(&file, facts.size, edit))
+        edit => crate::stream::digest(relocate::apply::edited_reader(&file, facts.size, edit))
             .map_err(unreadable)?,
     };
     if let Some(go) = go.as_mut() {
@@ -427,12 +429,12 @@ fn check_go_binaries(
                     message,
                 });
             } else {
-                return Err(Error::GoBinary {
+                return Err(crate::go::Error::Binary {
                     path: PathBuf::from(OsStr::from_bytes(&binary.path.0)),
                     message: format!(
                         "{message}; rebuild it for {platform}, remove it, or pass `--allow-foreign-go`"
                     ),
-                });
+                }.into());
             }
         }
         if !binary.build_info.trimpath() {

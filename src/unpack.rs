@@ -14,8 +14,9 @@
 //! or through other symlinks), hard links to anything but a regular file extracted earlier, and
 //! device files, fifos and other special entries are refused with an error naming the entry.
 //! Nothing is written outside the staging directory, which is removed on any error or signal
-//! that can be caught; what a killed run leaves is cleaned by the next run ([`place`]).
+//! that can be caught; what a killed run leaves is cleaned by the next run (`place`).
 
+mod error;
 mod extract;
 mod place;
 mod sys;
@@ -26,9 +27,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::archive::read::{open_bundle, read_leading};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::manifest::normalize_path;
 use crate::progress::Reporter;
+pub use error::Error;
 
 use extract::Modes;
 use place::Staging;
@@ -60,9 +62,9 @@ pub struct UnpackSummary {
 /// Extracts and relocates a bundle.
 ///
 /// # Errors
-/// [`Error::DestinationNotEmpty`], [`Error::BadDestination`], [`Error::NotABundle`],
-/// [`Error::HostileEntry`], [`Error::BadBundle`] for corrupt, truncated or tampered bundles,
-/// [`Error::PrefixTooLong`], [`Error::Interrupted`], I/O errors.
+/// [`Error::DestinationNotEmpty`], [`Error::BadDestination`], [`crate::archive::Error::NotABundle`],
+/// [`Error::HostileEntry`], [`crate::archive::Error::BadBundle`] for corrupt, truncated or tampered bundles,
+/// [`crate::relocate::Error::PrefixTooLong`], [`crate::Error::Interrupted`], I/O errors.
 pub fn unpack(
     options: &UnpackOptions,
     cancel: &AtomicBool,
@@ -129,7 +131,7 @@ pub fn unpack(
     extracted.finish_dirs()?;
     staging.finish_root(modes.apply(0o755))?;
     if cancel.load(Ordering::Relaxed) {
-        return Err(Error::Interrupted);
+        return Err(crate::Error::Interrupted);
     }
     staging.put_in_place(options.force)?;
     Ok(UnpackSummary {
@@ -145,7 +147,9 @@ fn check_destination(dest: &Path, force: bool) -> Result<()> {
         Err(_) => Ok(()),
         Ok(meta) if meta.is_dir() => {
             let empty = fs_err::read_dir(dest)
-                .map_err(|source| Error::io(format!("cannot read `{}`", dest.display()), source))?
+                .map_err(|source| {
+                    crate::Error::io(format!("cannot read `{}`", dest.display()), source)
+                })?
                 .next()
                 .is_none();
             if empty || force {
@@ -153,13 +157,15 @@ fn check_destination(dest: &Path, force: bool) -> Result<()> {
             } else {
                 Err(Error::DestinationNotEmpty {
                     path: dest.to_path_buf(),
-                })
+                }
+                .into())
             }
         }
         Ok(_) if force => Ok(()),
         Ok(_) => Err(Error::DestinationNotEmpty {
             path: dest.to_path_buf(),
-        }),
+        }
+        .into()),
     }
 }
 

@@ -9,6 +9,7 @@ mod create_safety;
 mod engine;
 mod go;
 mod installer;
+mod layout;
 mod macho;
 mod messages;
 mod oci;

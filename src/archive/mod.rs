@@ -2,6 +2,7 @@
 //! deterministic tar headers into zstd (multi-threaded, with frame checksums), gzip or plain tar,
 //! into a temporary file beside the output that is renamed into place only when complete.
 
+mod error;
 pub mod gzip;
 pub mod header;
 pub mod read;
@@ -14,12 +15,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tar::EntryType;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::plan::{Body, Plan, PlannedEntry};
 use crate::progress::Reporter;
 use crate::relocate::Edit;
 use crate::scan::EntryKind;
-use crate::scan::content::{CHUNK, read_full};
+use crate::scan::Error as ScanError;
+use crate::stream::{CHUNK, read_full};
+pub use error::Error;
 use header::{Member, write_header, write_padding};
 
 /// The archive formats gopack writes.
@@ -106,54 +109,12 @@ pub struct Written {
     pub members: u64,
     /// Uncompressed content bytes.
     pub content_bytes: u64,
-    /// For a container image: its tag and digests.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<crate::oci::ImageRef>,
 }
 
 enum Encoder {
     Zstd(zstd::Encoder<'static, BufWriter<File>>),
     Gzip(gzip::ParallelGzip<BufWriter<File>>),
     Plain(BufWriter<File>),
-}
-
-/// A writer that counts and hashes (sha256) what passes through it to `inner`.
-pub(crate) struct Hashed<W: Write> {
-    inner: W,
-    hasher: sha2::Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Hashed<W> {
-    /// Passes writes on to `inner`.
-    pub(crate) fn new(inner: W) -> Hashed<W> {
-        use sha2::Digest;
-        Hashed {
-            inner,
-            hasher: sha2::Sha256::new(),
-            bytes: 0,
-        }
-    }
-
-    /// The inner writer, the sha256 and the count of everything written.
-    pub(crate) fn finish(self) -> (W, [u8; 32], u64) {
-        use sha2::Digest;
-        (self.inner, self.hasher.finalize().into(), self.bytes)
-    }
-}
-
-impl<W: Write> Write for Hashed<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        use sha2::Digest;
-        let written = self.inner.write(buf)?;
-        self.hasher.update(&buf[..written]);
-        self.bytes += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 impl Write for Encoder {
@@ -266,12 +227,13 @@ impl Write for Detached {
 pub fn check_output(output: &Path, force: bool) -> Result<()> {
     let dir = output_dir(output);
     if !dir.is_dir() {
-        return Err(Error::OutputDirMissing { path: dir });
+        return Err(Error::OutputDirMissing { path: dir }.into());
     }
     if !force && fs_err::symlink_metadata(output).is_ok() {
         return Err(Error::OutputExists {
             path: output.to_path_buf(),
-        });
+        }
+        .into());
     }
     Ok(())
 }
@@ -287,7 +249,7 @@ fn output_dir(output: &Path) -> PathBuf {
 /// part of the plan's entries. Nothing is left behind on error or cancellation.
 ///
 /// # Errors
-/// I/O errors naming the file, [`Error::ChangedDuringPack`], [`Error::Interrupted`].
+/// I/O errors naming the file, [`ScanError::ChangedDuringPack`], [`crate::Error::Interrupted`].
 pub fn write_bundle(
     plan: &Plan,
     output: &Path,
@@ -302,12 +264,13 @@ pub fn write_bundle(
         .prefix(".gopack-partial-")
         .tempfile_in(&dir)
         .map_err(|source| {
-            Error::io(
+            crate::Error::io(
                 format!("cannot create a temporary file in `{}`", dir.display()),
                 source,
             )
         })?;
-    let write_error = |source| Error::io(format!("cannot write `{}`", output.display()), source);
+    let write_error =
+        |source| crate::Error::io(format!("cannot write `{}`", output.display()), source);
     let file = temp.as_file().try_clone().map_err(write_error)?;
     let mut out = Detached(Some(Encoder::new(file, options).map_err(write_error)?));
     let stream = TarStream {
@@ -334,7 +297,6 @@ pub fn write_bundle(
         size,
         members,
         content_bytes,
-        image: None,
     })
 }
 
@@ -366,20 +328,20 @@ impl TarStream<'_> {
     /// marker is the caller's to write.
     ///
     /// # Errors
-    /// `write_error` for failed writes, [`Error::Unreadable`], [`Error::ChangedDuringPack`],
-    /// [`Error::Interrupted`].
+    /// `write_error` for failed writes, [`ScanError::Unreadable`], [`ScanError::ChangedDuringPack`],
+    /// [`crate::Error::Interrupted`].
     pub fn write_entries<'e, W: Write>(
         &self,
         entries: impl IntoIterator<Item = &'e PlannedEntry>,
         out: &mut W,
-        write_error: &dyn Fn(std::io::Error) -> Error,
+        write_error: &dyn Fn(std::io::Error) -> crate::Error,
     ) -> Result<TarCounts> {
         let cancel = self.cancel;
         let mut buffer = vec![0u8; CHUNK];
         let mut counts = TarCounts::default();
         for planned in entries {
             if cancel.load(Ordering::Relaxed) {
-                return Err(Error::Interrupted);
+                return Err(crate::Error::Interrupted);
             }
             let entry = &planned.entry;
             let path = with_root(self.arcroot, &entry.path);
@@ -419,7 +381,7 @@ impl TarStream<'_> {
                     )?;
                 }
                 Body::External { source, .. } => {
-                    let unreadable = |err| Error::Unreadable {
+                    let unreadable = |err| ScanError::Unreadable {
                         path: source.clone(),
                         source: err,
                     };
@@ -433,13 +395,14 @@ impl TarStream<'_> {
                         out.write_all(&buffer[..read]).map_err(write_error)?;
                         copied += read as u64;
                         if cancel.load(Ordering::Relaxed) {
-                            return Err(Error::Interrupted);
+                            return Err(crate::Error::Interrupted);
                         }
                     }
                     if copied != size {
-                        return Err(Error::ChangedDuringPack {
+                        return Err(ScanError::ChangedDuringPack {
                             path: source.clone(),
-                        });
+                        }
+                        .into());
                     }
                 }
             }
@@ -468,23 +431,24 @@ fn copy_file(
     buffer: &mut [u8],
     cancel: &AtomicBool,
     reporter: &dyn Reporter,
-    write_error: &dyn Fn(std::io::Error) -> Error,
+    write_error: &dyn Fn(std::io::Error) -> crate::Error,
 ) -> Result<()> {
     if let Edit::Replace(bytes) = edit {
         out.write_all(bytes).map_err(write_error)?;
         reporter.written(packed_size);
         return Ok(());
     }
-    let unreadable = |err| Error::Unreadable {
+    let unreadable = |err| ScanError::Unreadable {
         path: source.to_path_buf(),
         source: err,
     };
     let file = crate::error::open_file(source).map_err(unreadable)?;
     let metadata = file.metadata().map_err(unreadable)?;
     if metadata.len() != entry.size || metadata.mtime().max(0) as u64 != entry.mtime {
-        return Err(Error::ChangedDuringPack {
+        return Err(ScanError::ChangedDuringPack {
             path: source.to_path_buf(),
-        });
+        }
+        .into());
     }
     let mut reader = crate::relocate::apply::edited_reader(&file, entry.size, edit);
     let mut copied = 0u64;
@@ -497,13 +461,14 @@ fn copy_file(
         copied += read as u64;
         reporter.written(read as u64);
         if cancel.load(Ordering::Relaxed) {
-            return Err(Error::Interrupted);
+            return Err(crate::Error::Interrupted);
         }
     }
     if copied != packed_size {
-        return Err(Error::ChangedDuringPack {
+        return Err(ScanError::ChangedDuringPack {
             path: source.to_path_buf(),
-        });
+        }
+        .into());
     }
     Ok(())
 }
@@ -513,20 +478,20 @@ fn copy_file(
 /// flush still leaves nothing, since only this rename makes the output.
 ///
 /// # Errors
-/// [`Error::Interrupted`], [`Error::OutputExists`], I/O errors through `write_error`.
+/// [`crate::Error::Interrupted`], [`Error::OutputExists`], I/O errors through `write_error`.
 pub(crate) fn publish(
     temp: tempfile::NamedTempFile,
     output: &Path,
     mode: u32,
     force: bool,
     cancel: &AtomicBool,
-    write_error: &dyn Fn(std::io::Error) -> Error,
+    write_error: &dyn Fn(std::io::Error) -> crate::Error,
 ) -> Result<()> {
     temp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(write_error)?;
     if cancel.load(Ordering::Relaxed) {
-        return Err(Error::Interrupted);
+        return Err(crate::Error::Interrupted);
     }
     let persisted = if force {
         temp.persist(output).map_err(|err| err.error)
@@ -538,6 +503,7 @@ pub(crate) fn publish(
             Error::OutputExists {
                 path: output.to_path_buf(),
             }
+            .into()
         } else {
             write_error(source)
         }

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
+use crate::archive::Error as ArchiveError;
 use crate::error::{Error, Result, escape_bytes, escape_str};
 use crate::manifest::{MANIFEST_PATH, Manifest, normalize_path};
 
@@ -94,10 +95,11 @@ pub struct TarReader {
 
 impl TarReader {
     fn bad(&self, message: impl Into<String>) -> Error {
-        Error::BadBundle {
+        ArchiveError::BadBundle {
             path: self.bundle.clone(),
             message: message.into(),
         }
+        .into()
     }
 
     fn read_error(&self, err: &std::io::Error) -> Error {
@@ -141,7 +143,7 @@ impl TarReader {
     /// did not read of the previous member is skipped.
     ///
     /// # Errors
-    /// [`Error::BadBundle`] for corrupt, truncated or unsupported headers.
+    /// [`ArchiveError::BadBundle`] for corrupt, truncated or unsupported headers.
     pub fn next_member(&mut self) -> Result<Option<Member>> {
         if self.ended {
             return Ok(None);
@@ -233,7 +235,7 @@ impl TarReader {
     /// Reads the current member's content; `Ok(0)` once its declared size is read.
     ///
     /// # Errors
-    /// [`Error::BadBundle`] when the stream is corrupt or ends early.
+    /// [`ArchiveError::BadBundle`] when the stream is corrupt or ends early.
     pub fn read_content(&mut self, buffer: &mut [u8]) -> Result<usize> {
         if self.remaining == 0 || buffer.is_empty() {
             return Ok(0);
@@ -258,7 +260,7 @@ impl TarReader {
     /// its end, so that the decompressor checks the zstd frame checksum or the gzip CRC.
     ///
     /// # Errors
-    /// [`Error::BadBundle`] when the marker was not reached, data follows it, or the
+    /// [`ArchiveError::BadBundle`] when the marker was not reached, data follows it, or the
     /// compressed stream's check fails.
     pub fn finish(mut self) -> Result<()> {
         if !self.ended {
@@ -530,30 +532,30 @@ pub fn identify(head: &[u8]) -> &'static str {
 /// first bytes.
 ///
 /// # Errors
-/// [`Error::NotABundle`] naming what the file is when it is not a (compressed) tar archive;
-/// [`Error::BadBundle`] when it cannot be read or its start is corrupt.
+/// [`ArchiveError::NotABundle`] naming what the file is when it is not a (compressed) tar archive;
+/// [`ArchiveError::BadBundle`] when it cannot be read or its start is corrupt.
 // Its errors name the bundle already; fs-err's would name it twice. (`allow`, not `expect`:
 // the lint is configured only in CI, `.ci/clippy.toml`.)
 #[allow(clippy::disallowed_methods)]
 pub fn open_bundle(path: &Path) -> Result<TarReader> {
-    let bad = |message: String| Error::BadBundle {
+    let bad = |message: String| ArchiveError::BadBundle {
         path: path.to_path_buf(),
         message,
     };
-    let not_a_bundle = |what: &str| Error::NotABundle {
+    let not_a_bundle = |what: &str| ArchiveError::NotABundle {
         path: path.to_path_buf(),
         what: what.to_string(),
     };
     // The error names the bundle already: the plain I/O error, not fs-err's, follows it.
     let meta = std::fs::metadata(path).map_err(|err| bad(format!("cannot open it: {err}")))?;
     if meta.is_dir() {
-        return Err(not_a_bundle("a directory"));
+        return Err(not_a_bundle("a directory").into());
     }
     let file = File::open(path).map_err(|err| bad(format!("cannot open it: {err}")))?;
     let mut file = BufReader::with_capacity(1 << 20, file);
     let mut head = read_head(&mut file).map_err(|err| bad(format!("cannot read it: {err}")))?;
     // A self-extracting installer (`create --format sh`): the bundle starts at its offset.
-    if let Some(offset) = crate::installer::payload_offset(&head) {
+    if let Some(offset) = installer_payload_offset(&head) {
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))
             .map_err(|err| bad(format!("cannot read it: {err}")))?;
         head = read_head(&mut file).map_err(|err| bad(format!("cannot read it: {err}")))?;
@@ -586,7 +588,7 @@ pub fn open_bundle(path: &Path) -> Result<TarReader> {
             Some(_) => "gzip-compressed data that is not a tar archive".to_string(),
             None => identify(&tar_head).to_string(),
         };
-        return Err(not_a_bundle(&what));
+        return Err(not_a_bundle(&what).into());
     }
     Ok(TarReader {
         bundle: path.to_path_buf(),
@@ -618,7 +620,7 @@ impl ReadAhead {
         std::thread::spawn(move || {
             loop {
                 let mut chunk = vec![0u8; CHUNK];
-                match crate::scan::content::read_full(&mut inner, &mut chunk) {
+                match crate::stream::read_full(&mut inner, &mut chunk) {
                     Ok(filled) => {
                         chunk.truncate(filled);
                         // A short chunk is the last one.
@@ -681,7 +683,7 @@ pub struct Leading {
 /// before it, and it is at most [`MANIFEST_LIMIT`] bytes.
 ///
 /// # Errors
-/// [`Error::BadBundle`] when the bundle does not start with a readable, valid manifest.
+/// [`ArchiveError::BadBundle`] when the bundle does not start with a readable, valid manifest.
 pub fn read_leading(reader: &mut TarReader) -> Result<Leading> {
     let not_gopack = |reader: &TarReader| {
         reader.bad(format!(
@@ -744,11 +746,26 @@ pub fn read_leading(reader: &mut TarReader) -> Result<Leading> {
 /// Reads the manifest from the start of a bundle without extracting anything.
 ///
 /// # Errors
-/// [`Error::NotABundle`], or [`Error::BadBundle`] when the first member is not a readable,
+/// [`ArchiveError::NotABundle`], or [`ArchiveError::BadBundle`] when the first member is not a readable,
 /// valid gopack manifest.
 pub fn read_manifest(path: &Path) -> Result<Manifest> {
     let mut reader = open_bundle(path)?;
     Ok(read_leading(&mut reader)?.manifest)
+}
+
+/// How every self-extracting installer ([`crate::installer`]) starts, up to the payload offset's digits.
+pub const INSTALLER_MAGIC: &[u8] = b"#!/bin/sh\n# gopack self-extracting installer\ngi_offset=";
+
+/// The payload's offset in an installer that starts with `head`, or `None` when `head` is not
+/// the start of a gopack installer.
+pub fn installer_payload_offset(head: &[u8]) -> Option<u64> {
+    let rest = head.strip_prefix(INSTALLER_MAGIC)?;
+    let digits: Vec<u8> = rest
+        .iter()
+        .copied()
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
 }
 
 #[cfg(test)]

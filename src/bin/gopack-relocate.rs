@@ -70,15 +70,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            let _ = writeln!(stderr, "gopack-unpack: error: {err}");
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                let _ = writeln!(stderr, "  caused by: {cause}");
-                source = cause.source();
-            }
-            if let Some(hint) = err.hint() {
-                let _ = writeln!(stderr, "hint: {hint}");
-            }
+            let _ = stderr.write_all(err.report("gopack-unpack: ").as_bytes());
             // Before the journal is written nothing has changed; after it, a rerun finishes.
             if prefix.join(gopack::relocate::in_place::JOURNAL).exists() {
                 let _ = writeln!(

@@ -6,6 +6,7 @@ mod args;
 mod progress;
 mod provenance;
 
+use gopack::archive::Error as ArchiveError;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -83,16 +84,9 @@ fn filter_order(matches: &clap::ArgMatches) -> Vec<(usize, RuleKind, String)> {
 }
 
 fn report(err: &Error) -> ExitCode {
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "error: {}", terminal_safe(&err.to_string()));
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let _ = writeln!(stderr, "  caused by: {}", terminal_safe(&cause.to_string()));
-        source = cause.source();
-    }
-    if let Some(hint) = err.hint() {
-        let _ = writeln!(stderr, "hint: {}", terminal_safe(&hint));
-    }
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(err.report("").as_bytes());
     match err.kind() {
         ErrorKind::User => ExitCode::from(1),
         ErrorKind::Internal => ExitCode::from(2),
@@ -196,7 +190,7 @@ fn resolve_create(
                 ))
             })?
         }
-        None => Format::from_path(&output).ok_or_else(|| Error::UnknownFormat {
+        None => Format::from_path(&output).ok_or_else(|| ArchiveError::UnknownFormat {
             path: output.clone(),
         })?,
     };
@@ -364,7 +358,7 @@ fn run_create(args: CreateArgs, rules: Vec<(usize, RuleKind, String)>) -> Result
             human_bytes(summary.bundle.size),
             started.elapsed().as_secs_f64()
         );
-        if let Some(image) = &summary.bundle.image {
+        if let Some(image) = &summary.image {
             eprintln!("image {} {}", image.tag, image.digest);
         }
         if summary.relocator == Some(gopack::relocate::carry::Linkage::Dynamic) {
@@ -535,13 +529,6 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
 /// A message with every control character but its line breaks escaped: names from bundles
 /// and paths from the command line are escaped where they are put into messages, and this is
 /// the last line of defence before the terminal.
-pub(crate) fn terminal_safe(text: &str) -> String {
-    text.split('\n')
-        .map(escape_str)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Prints to stdout; a closed pipe (`gopack inspect | head`) is not an error.
 fn print_stdout(text: &str) {
     let mut stdout = std::io::stdout().lock();

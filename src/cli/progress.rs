@@ -64,7 +64,7 @@ impl Reporter for TerminalReporter {
     }
     fn warning(&self, warning: &Warning) {
         if !self.quiet {
-            let text = super::terminal_safe(&warning.to_string());
+            let text = gopack::error::terminal_safe(&warning.to_string());
             self.bar.suspend(|| eprintln!("warning: {text}"));
         }
     }

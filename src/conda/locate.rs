@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use super::Error as CondaError;
+use crate::error::Result;
 
 /// The process environment and directories the lookup reads, so tests can fake them.
 #[derive(Debug, Clone, Default)]
@@ -57,7 +58,7 @@ impl LookupContext {
 /// Resolves `-n NAME` to a prefix. `base` is the installation root itself.
 ///
 /// # Errors
-/// [`Error::EnvironmentNotFound`] listing every place searched and the names found there.
+/// [`CondaError::EnvironmentNotFound`] listing every place searched and the names found there.
 pub fn find_by_name(name: &str, context: &LookupContext) -> Result<PathBuf> {
     let roots = installation_roots(context);
     if name == "base"
@@ -116,11 +117,12 @@ pub fn find_by_name(name: &str, context: &LookupContext) -> Result<PathBuf> {
             found.insert("base".into());
         }
     }
-    Err(Error::EnvironmentNotFound {
+    Err(CondaError::EnvironmentNotFound {
         name: name.to_string(),
         searched,
         found: found.into_iter().collect(),
-    })
+    }
+    .into())
 }
 
 /// The current environment (`$CONDA_PREFIX`) when neither `-n` nor `-p` is given.
@@ -128,7 +130,7 @@ pub fn current(context: &LookupContext) -> Result<PathBuf> {
     context
         .var("CONDA_PREFIX")
         .map(PathBuf::from)
-        .ok_or(Error::NoEnvironmentGiven)
+        .ok_or(CondaError::NoEnvironmentGiven.into())
 }
 
 fn is_env(path: &Path) -> bool {
@@ -290,9 +292,9 @@ mod tests {
         };
         assert_eq!(find_by_name("ml", &context).unwrap(), envs.join("ml"));
         match find_by_name("nope", &context) {
-            Err(Error::EnvironmentNotFound {
+            Err(crate::Error::Conda(CondaError::EnvironmentNotFound {
                 found, searched, ..
-            }) => {
+            })) => {
                 assert_eq!(found, vec!["ml".to_string()]);
                 assert!(searched.contains(&envs));
             }

@@ -1,6 +1,7 @@
 //! The conda environment model: [`CondaEnv::open`] reads a prefix's `conda-meta` records into
 //! the managed-file table that the scan and the relocation plan use.
 
+mod error;
 pub mod locate;
 pub mod meta;
 pub mod pip;
@@ -9,7 +10,8 @@ pub mod vars;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+pub use error::Error;
 pub use meta::{FileMode, PackageRecord, PathEntry};
 
 /// What conda-meta says about one managed path.
@@ -47,17 +49,17 @@ impl CondaEnv {
     /// file, line and column for a record that does not parse.
     pub fn open(prefix: &Path) -> Result<CondaEnv> {
         let prefix = std::path::absolute(prefix).map_err(|source| {
-            Error::io(format!("cannot resolve `{}`", prefix.display()), source)
+            crate::Error::io(format!("cannot resolve `{}`", prefix.display()), source)
         })?;
         let meta_dir = prefix.join("conda-meta");
         if fs_err::symlink_metadata(&prefix).is_err() {
-            return Err(Error::EnvironmentMissing { path: prefix });
+            return Err(Error::EnvironmentMissing { path: prefix }.into());
         }
         if !meta_dir.is_dir() {
-            return Err(Error::NotAnEnvironment { path: prefix });
+            return Err(Error::NotAnEnvironment { path: prefix }.into());
         }
         let mut names: Vec<PathBuf> = fs_err::read_dir(&meta_dir)
-            .map_err(|source| Error::io("cannot list conda-meta", source))?
+            .map_err(|source| crate::Error::io("cannot list conda-meta", source))?
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
             .filter(|path| path.extension().is_some_and(|ext| ext == "json") && path.is_file())
             .collect();
@@ -66,8 +68,8 @@ impl CondaEnv {
         let mut record_files = Vec::with_capacity(names.len());
         let mut managed = HashMap::new();
         for path in names {
-            let text =
-                fs_err::read(&path).map_err(|source| Error::io("cannot read a record", source))?;
+            let text = fs_err::read(&path)
+                .map_err(|source| crate::Error::io("cannot read a record", source))?;
             let mut record: PackageRecord =
                 serde_json::from_slice(&text).map_err(|err| Error::MalformedRecord {
                     path: path.clone(),

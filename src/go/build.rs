@@ -4,7 +4,7 @@
 //! `-trimpath -buildvcs=false -ldflags=-buildid=`, `CGO_ENABLED=0` unless cgo is asked for,
 //! `GOTOOLCHAIN=local` so Go never downloads a toolchain. Every Go command keeps its temporary
 //! files in gopack's staging directory and is stopped when the cancel flag is set (Ctrl-C,
-//! SIGTERM, SIGHUP), see [`run`].
+//! SIGTERM, SIGHUP), see `run`.
 
 use std::ffi::OsString;
 use std::io::{Read, Seek};
@@ -15,6 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::Error as GoError;
 use crate::error::{Error, Result};
 use crate::go::buildinfo::go_target;
 
@@ -68,17 +69,17 @@ pub struct BuiltBinary {
 /// then `go` on PATH.
 ///
 /// # Errors
-/// [`Error::Go`] listing every place searched.
+/// [`GoError`] listing every place searched.
 pub fn find_toolchain(prefix: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
     let mut searched = Vec::new();
     if let Some(path) = explicit {
         if is_executable(path) {
             return Ok(path.to_path_buf());
         }
-        return Err(Error::Go {
-            message: format!("--go-toolchain `{}` is not an executable", path.display()),
-            user: true,
-        });
+        return Err(GoError::ToolchainNotExecutable {
+            path: path.to_path_buf(),
+        }
+        .into());
     }
     for candidate in [prefix.join("bin/go"), prefix.join("go/bin/go")] {
         if is_executable(&candidate) {
@@ -95,13 +96,7 @@ pub fn find_toolchain(prefix: &Path, explicit: Option<&Path>) -> Result<PathBuf>
         }
         searched.push("every directory on PATH".into());
     }
-    Err(Error::Go {
-        message: format!(
-            "no Go toolchain found (searched {}); install `go` into the environment, put it on PATH, or pass --go-toolchain PATH",
-            searched.join(", ")
-        ),
-        user: true,
-    })
+    Err(GoError::ToolchainNotFound { searched }.into())
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -171,9 +166,8 @@ fn go_command(
     options: &GoBuildOptions,
     staging: &Path,
 ) -> Result<Command> {
-    let (goos, goarch) = go_target(platform).ok_or_else(|| Error::Go {
-        message: format!("no Go target for the conda platform `{platform}`"),
-        user: true,
+    let (goos, goarch) = go_target(platform).ok_or_else(|| GoError::NoTarget {
+        platform: platform.to_string(),
     })?;
     let mut command = Command::new(go);
     command
@@ -194,7 +188,7 @@ fn go_command(
 /// Lists the main packages to build.
 ///
 /// # Errors
-/// [`Error::Go`] when a directory is missing, the workspace has no main package, or `go list`
+/// [`GoError`] when a directory is missing, the workspace has no main package, or `go list`
 /// fails (its output is shown); [`Error::Interrupted`] when `cancel` is set meanwhile.
 /// `staging` takes the Go command's temporary files.
 pub fn targets(
@@ -219,13 +213,7 @@ pub fn targets(
             prefix.join(dir)
         };
         if !dir.is_dir() {
-            return Err(Error::Go {
-                message: format!(
-                    "--go `{}`: no such directory (relative paths are tried from the current directory, then the prefix)",
-                    dir.display()
-                ),
-                user: true,
-            });
+            return Err(GoError::NoSuchDirectory { dir }.into());
         }
         let dir = std::path::absolute(&dir)
             .map_err(|source| Error::io("cannot resolve a --go directory", source))?;
@@ -295,27 +283,21 @@ pub fn targets(
             }
         }
         if !found_any {
-            return Err(Error::Go {
-                message: format!(
-                    "--go-workspace: no main package found in {}",
-                    gowork
-                        .map(|g| g.display().to_string())
-                        .unwrap_or_else(|| format!("{}/src/*/go.mod", prefix.display()))
-                ),
-                user: true,
-            });
+            return Err(GoError::NoMainPackage {
+                place: gowork
+                    .map(|g| g.display().to_string())
+                    .unwrap_or_else(|| format!("{}/src/*/go.mod", prefix.display())),
+            }
+            .into());
         }
     }
     let mut names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
     names.sort();
     if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
-        return Err(Error::Go {
-            message: format!(
-                "two Go packages would both be built as `bin/{}`; name one with --go NAME=DIR",
-                pair[0]
-            ),
-            user: true,
-        });
+        return Err(GoError::SameBinaryName {
+            name: pair[0].to_string(),
+        }
+        .into());
     }
     Ok(targets)
 }
@@ -332,9 +314,10 @@ const POLL: Duration = Duration::from_millis(20);
 /// [`go_command`]), which the caller removes.
 fn run(mut command: Command, what: &str, cancel: &AtomicBool) -> Result<Vec<u8>> {
     let shown = format!("{command:?}");
-    let cannot_run = |err: std::io::Error| Error::Go {
-        message: format!("cannot {what}: cannot run {shown}: {err}"),
-        user: true,
+    let cannot_run = |source: std::io::Error| GoError::CannotRun {
+        what: what.to_string(),
+        command: shown.clone(),
+        source,
     };
     let mut stdout = tempfile::tempfile().map_err(cannot_run)?;
     let mut stderr = tempfile::tempfile().map_err(cannot_run)?;
@@ -357,18 +340,17 @@ fn run(mut command: Command, what: &str, cancel: &AtomicBool) -> Result<Vec<u8>>
     let stdout = read(&mut stdout).map_err(cannot_run)?;
     let stderr = read(&mut stderr).map_err(cannot_run)?;
     if !status.success() {
-        return Err(Error::Go {
-            message: format!(
-                "cannot {what}: the Go command failed\n  command: {shown}\n{}",
-                String::from_utf8_lossy(&stderr)
-                    .lines()
-                    .chain(String::from_utf8_lossy(&stdout).lines())
-                    .map(|line| format!("  | {line}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ),
-            user: true,
-        });
+        let mut output = String::from_utf8_lossy(&stderr).into_owned();
+        if !output.is_empty() && !output.ends_with('\n') {
+            output.push('\n');
+        }
+        output.push_str(&String::from_utf8_lossy(&stdout));
+        return Err(GoError::CommandFailed {
+            what: what.to_string(),
+            command: shown,
+            output,
+        }
+        .into());
     }
     Ok(stdout)
 }
@@ -404,7 +386,7 @@ fn kill_group(child: &Child) {
 /// Builds every target into `out_dir`, in parallel.
 ///
 /// # Errors
-/// [`Error::Go`] with the exact command and the compiler's output for the first failure;
+/// [`GoError`] with the exact command and the compiler's output for the first failure;
 /// [`Error::Interrupted`] when `cancel` is set meanwhile (every build is stopped).
 pub fn build_all(
     go: &Path,
@@ -424,12 +406,9 @@ pub fn build_all(
         handles
             .into_iter()
             .map(|handle| {
-                handle.join().unwrap_or_else(|_| {
-                    Err(Error::Go {
-                        message: "a Go build thread panicked".into(),
-                        user: false,
-                    })
-                })
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(GoError::BuildThreadPanicked.into()))
             })
             .collect()
     });

@@ -11,7 +11,6 @@ use crate::plan::{Body, Plan, PlannedEntry};
 use crate::progress::{Reporter, Warning};
 use crate::relocate::ByteString;
 use crate::scan::{Entry, EntryKind};
-use crate::scripts;
 
 /// Builds the requested Go services for the environment's platform and puts them in `bin/`,
 /// replacing same-named files of the environment (with a warning).
@@ -27,7 +26,7 @@ pub fn add_built_binaries(
 ) -> Result<()> {
     reporter.stage("building Go");
     let go = go_build::find_toolchain(&plan.prefix, options.toolchain.as_deref())?;
-    let vars = scripts::env_vars(&plan.prefix);
+    let vars = crate::conda::vars::env_vars(&plan.prefix);
     let targets = go_build::targets(
         &plan.prefix,
         &go,
@@ -53,7 +52,7 @@ pub fn add_built_binaries(
             .go_buildinfo
             .iter()
             .find_map(|&offset| crate::go::buildinfo::read_at(&file, offset).ok())
-            .ok_or_else(|| crate::Error::GoBinary {
+            .ok_or_else(|| super::Error::Binary {
                 path: binary.path.clone(),
                 message: "the built binary has no readable Go build info".into(),
             })?;

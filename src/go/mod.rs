@@ -4,11 +4,13 @@
 pub mod build;
 pub mod buildinfo;
 pub mod bundle;
+mod error;
 
 use serde::{Deserialize, Serialize};
 
 use crate::relocate::ByteString;
 pub use buildinfo::BuildInfo;
+pub use error::Error;
 
 /// Where a Go binary came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

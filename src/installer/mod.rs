@@ -5,7 +5,7 @@
 //! renames it into place and relocates it with the bundle's `bin/gopack-unpack`.
 //!
 //! The header's third line holds the payload's offset, padded to a fixed width so that the
-//! header's length does not depend on it; [`payload_offset`] reads it back, so `gopack inspect`
+//! header's length does not depend on it; [`crate::archive::read::installer_payload_offset`] reads it back, so `gopack inspect`
 //! and `gopack unpack` read installers too.
 
 use std::io::{BufWriter, Write};
@@ -16,27 +16,13 @@ use crate::archive::{self, Format, WriteOptions, Written};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::progress::Reporter;
+use crate::scan::Error as ScanError;
 
 /// The header template; `@NAME@` placeholders are filled by [`render_header`].
 pub const HEADER: &str = include_str!("header.sh");
 
-/// How every installer starts, up to the payload offset's digits.
-pub const MAGIC: &[u8] = b"#!/bin/sh\n# gopack self-extracting installer\ngi_offset=";
-
 /// Width of the offset and size fields (a u64 has at most 20 digits).
 const WIDTH: usize = 20;
-
-/// The payload's offset in an installer that starts with `head`, or `None` when `head` is not
-/// the start of a gopack installer.
-pub fn payload_offset(head: &[u8]) -> Option<u64> {
-    let rest = head.strip_prefix(MAGIC)?;
-    let digits: Vec<u8> = rest
-        .iter()
-        .copied()
-        .take_while(u8::is_ascii_digit)
-        .collect();
-    std::str::from_utf8(&digits).ok()?.parse().ok()
-}
 
 /// What goes into an installer's header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,12 +124,12 @@ pub fn write_installer(
     };
     let bundle = archive::write_bundle(plan, &payload_path, &inner, cancel, reporter)?;
 
-    let unreadable = |source| Error::Unreadable {
+    let unreadable = |source| ScanError::Unreadable {
         path: payload_path.clone(),
         source,
     };
     let (sha256, _) =
-        crate::relocate::apply::digest(crate::error::open_file(&payload_path).map_err(unreadable)?)
+        crate::stream::digest(crate::error::open_file(&payload_path).map_err(unreadable)?)
             .map_err(unreadable)?;
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::Interrupted);
@@ -171,7 +157,7 @@ pub fn write_installer(
     let mut reader = crate::error::open_file(&payload_path).map_err(unreadable)?;
     let copied = std::io::copy(&mut reader, &mut out).map_err(write_error)?;
     if copied != bundle.size {
-        return Err(Error::ChangedDuringPack { path: payload_path });
+        return Err(ScanError::ChangedDuringPack { path: payload_path }.into());
     }
     out.flush().map_err(write_error)?;
     drop(out);
@@ -182,13 +168,13 @@ pub fn write_installer(
         size: header.len() as u64 + bundle.size,
         members: bundle.members,
         content_bytes: bundle.content_bytes,
-        image: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::read::{INSTALLER_MAGIC, installer_payload_offset};
 
     fn fields(size: u64) -> HeaderFields {
         HeaderFields {
@@ -205,7 +191,10 @@ mod tests {
         let small = render_header(&fields(1));
         let large = render_header(&fields(u64::MAX));
         assert_eq!(small.len(), large.len());
-        assert_eq!(payload_offset(small.as_bytes()), Some(small.len() as u64));
+        assert_eq!(
+            installer_payload_offset(small.as_bytes()),
+            Some(small.len() as u64)
+        );
         assert!(small.contains("gi_root='it'\\''s'\n"));
         assert!(small.ends_with("# The payload follows this line.\n"));
         assert!(!small.contains('@'), "a placeholder is left: {small}");
@@ -213,11 +202,11 @@ mod tests {
 
     #[test]
     fn offset_is_read_only_from_installers() {
-        assert_eq!(payload_offset(b"#!/bin/sh\necho hi\n"), None);
-        assert_eq!(payload_offset(b"\x1f\x8b\x08"), None);
-        let mut head = MAGIC.to_vec();
+        assert_eq!(installer_payload_offset(b"#!/bin/sh\necho hi\n"), None);
+        assert_eq!(installer_payload_offset(b"\x1f\x8b\x08"), None);
+        let mut head = INSTALLER_MAGIC.to_vec();
         head.extend_from_slice(b"4321                \n");
-        assert_eq!(payload_offset(&head), Some(4321));
+        assert_eq!(installer_payload_offset(&head), Some(4321));
     }
 
     #[test]

@@ -13,14 +13,15 @@ use sha2::{Digest, Sha256};
 
 use super::output::Blob;
 use super::{Error, ImageOptions, media};
+use crate::archive::TarStream;
 use crate::archive::gzip::ParallelGzip;
-use crate::archive::{Hashed, TarStream};
 use crate::conda::CondaEnv;
 use crate::error::escape_bytes;
 use crate::go::Origin;
 use crate::plan::{Plan, PlannedEntry};
 use crate::progress::Reporter;
 use crate::scan::{EntryKind, archive_order};
+use crate::stream::Hashed;
 
 /// How layers are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +190,7 @@ pub fn split(plan: &Plan) -> crate::Result<Vec<Layer<'_>>> {
     let metadata = |path: &[u8]| {
         path == b".gopack"
             || path.starts_with(b".gopack/")
-            || crate::scripts::GENERATED_PATHS.contains(&path)
+            || crate::manifest::GENERATED_PATHS.contains(&path)
     };
     let mut groups: [Vec<&PlannedEntry>; 3] = Default::default();
     for planned in &plan.entries {

@@ -5,7 +5,7 @@
 //! `blobs/`, as `docker save` writes since Docker 25), or as an OCI layout directory.
 //!
 //! The image is the base's layers, copied by digest ([`base`]), then three layers of ours
-//! ([`layer`]): the conda environment, the Go binaries no conda package installed (built by
+//! (`layer`): the conda environment, the Go binaries no conda package installed (built by
 //! `--go` or dropped into the environment), and gopack's metadata (`.gopack/`, the activation
 //! and unpack scripts). Redeploying a Go service therefore changes the Go and metadata layers
 //! only (the manifest lists the binary's hash), and the environment layer, usually the big one,
@@ -404,7 +404,7 @@ pub fn write_image(
     image: &ImageOptions,
     cancel: &AtomicBool,
     reporter: &dyn Reporter,
-) -> crate::Result<Written> {
+) -> crate::Result<(Written, ImageRef)> {
     let platform =
         Platform::of_conda(&plan.platform).ok_or_else(|| Error::UnsupportedPlatform {
             platform: plan.platform.clone(),
@@ -571,17 +571,19 @@ pub fn write_image(
         )?;
     }
     let size = out.finish(output, write.force, cancel)?;
-    Ok(Written {
-        path: output.to_path_buf(),
-        size,
-        members,
-        content_bytes,
-        image: Some(ImageRef {
+    Ok((
+        Written {
+            path: output.to_path_buf(),
+            size,
+            members,
+            content_bytes,
+        },
+        ImageRef {
             tag: image.tag.clone(),
             digest,
             config_digest,
-        }),
-    })
+        },
+    ))
 }
 
 /// The prefix the plan's files were relocated to: `.gopack/prefix`, which `--dest-prefix`

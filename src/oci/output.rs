@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tar::EntryType;
 
+use crate::archive::Error as ArchiveError;
 use crate::archive::Format;
 use crate::archive::header::{Member, write_header, write_padding};
 use crate::error::{Error, Result};
@@ -174,7 +175,7 @@ impl Output {
     /// Completes the image and moves it to `output`; returns its size in bytes.
     ///
     /// # Errors
-    /// I/O errors naming the image, [`Error::OutputExists`], [`Error::Interrupted`].
+    /// I/O errors naming the image, [`ArchiveError::OutputExists`], [`Error::Interrupted`].
     pub fn finish(self, output: &Path, force: bool, cancel: &AtomicBool) -> Result<u64> {
         match self {
             Output::Tar(tar) => tar.finish(force, cancel),
@@ -286,9 +287,10 @@ impl TarOutput {
         };
         persisted.map_err(|source| {
             if source.kind() == io::ErrorKind::AlreadyExists {
-                Error::OutputExists {
+                ArchiveError::OutputExists {
                     path: output.clone(),
                 }
+                .into()
             } else {
                 fail(source)
             }
@@ -339,9 +341,10 @@ impl DirOutput {
         }
         let exists = fs_err::symlink_metadata(output).is_ok();
         if exists && !force {
-            return Err(Error::OutputExists {
+            return Err(ArchiveError::OutputExists {
                 path: output.to_path_buf(),
-            });
+            }
+            .into());
         }
         // A forced replacement moves the old output aside first, so the new one appears in
         // one rename and the old one is removed only then.

@@ -72,12 +72,10 @@ use super::Error as ProvenanceError;
 use crate::archive::read::{open_bundle, read_leading};
 use crate::error::{Error, Result, escape_bytes};
 use crate::manifest::{FileRecord, MANIFEST_PATH, Manifest, PathKind};
-use crate::relocate::apply::{PatchedReader, digest};
+use crate::relocate::apply::PatchedReader;
 use crate::relocate::text::TextRewriter;
 use crate::relocate::{BinaryRecord, ByteString, ShebangLine, TextRecord};
-
-/// Size of the buffers files are read through.
-const CHUNK: usize = 256 * 1024;
+use crate::stream::{CHUNK, digest};
 
 /// Checked options of `gopack verify`.
 #[derive(Debug, Clone)]

@@ -10,12 +10,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::Error as RelocateError;
 use super::text::TextRewriter;
 use super::{BinaryRecord, ByteString, Patch, Relocation, TextRecord};
 use crate::error::{Error, Result};
-
-/// Size of the buffers files are streamed through.
-const CHUNK: usize = 256 * 1024;
+use crate::stream::CHUNK;
 
 impl TextRecord {
     /// The streaming rewrite of this file from `from` to `to`.
@@ -33,7 +32,7 @@ impl BinaryRecord {
     /// The same-length patches that write every slot for `to`.
     ///
     /// # Errors
-    /// [`Error::PrefixTooLong`] when a slot has no room for `to`.
+    /// [`RelocateError::PrefixTooLong`] when a slot has no room for `to`.
     pub fn patches(&self, to: &[u8]) -> Result<Vec<Patch>> {
         self.slots
             .iter()
@@ -43,7 +42,7 @@ impl BinaryRecord {
                         offset: slot.offset,
                         bytes,
                     })
-                    .ok_or_else(|| Error::PrefixTooLong {
+                    .ok_or_else(|| RelocateError::PrefixTooLong {
                         prefix: String::from_utf8_lossy(to).into_owned(),
                         len: to.len(),
                         files: vec![format!(
@@ -53,7 +52,8 @@ impl BinaryRecord {
                         )],
                     })
             })
-            .collect()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(Into::into)
     }
 }
 
@@ -185,26 +185,6 @@ impl Read for FailingReader {
             None => Ok(0),
         }
     }
-}
-
-/// sha256 and length of everything `reader` yields.
-///
-/// # Errors
-/// The reader's errors.
-pub fn digest(mut reader: impl Read) -> std::io::Result<([u8; 32], u64)> {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        let read = reader.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-        total += read as u64;
-    }
-    Ok((hasher.finalize().into(), total))
 }
 
 /// What one record does to its file.
@@ -370,15 +350,16 @@ pub(super) fn remove_if_present(path: &Path) -> Result<()> {
 /// or a NUL.
 ///
 /// # Errors
-/// [`Error::UnreachablePrefix`].
+/// [`RelocateError::UnreachablePrefix`].
 pub fn check_target(to: &[u8]) -> Result<()> {
     if to.contains(&b'\n') || to.contains(&0) {
-        return Err(Error::UnreachablePrefix {
+        return Err(RelocateError::UnreachablePrefix {
             path: PathBuf::from(std::ffi::OsStr::from_bytes(to)),
             reason: "it holds a newline, which the unpack script and activation cannot carry; \
                      use a path without one"
                 .into(),
-        });
+        }
+        .into());
     }
     Ok(())
 }
@@ -386,21 +367,21 @@ pub fn check_target(to: &[u8]) -> Result<()> {
 /// A record's path, checked to stay below the root: relative, no `..`, no empty or NUL names.
 ///
 /// # Errors
-/// [`Error::HostileEntry`] naming the record.
+/// [`RelocateError::HostileRecord`] naming the record.
 pub fn record_path(root: &Path, path: &[u8]) -> Result<PathBuf> {
-    let hostile = |reason: &str| Error::HostileEntry {
-        entry: String::from_utf8_lossy(path).into_owned(),
-        reason: format!("relocation record: {reason}"),
+    let hostile = |reason: &str| RelocateError::HostileRecord {
+        path: String::from_utf8_lossy(path).into_owned(),
+        reason: reason.to_string(),
     };
     if path.is_empty() || path.contains(&0) || path.starts_with(b"/") {
-        return Err(hostile("not a relative path"));
+        return Err(hostile("not a relative path").into());
     }
     let mut out = root.to_path_buf();
     for component in Path::new(std::ffi::OsStr::from_bytes(path)).components() {
         match component {
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
-            _ => return Err(hostile("it leads outside the environment")),
+            _ => return Err(hostile("it leads outside the environment").into()),
         }
     }
     Ok(out)
@@ -413,7 +394,7 @@ pub fn record_path(root: &Path, path: &[u8]) -> Result<PathBuf> {
 /// is removed.
 ///
 /// # Errors
-/// [`Error::PrefixTooLong`] listing every slot without room; [`Error::HostileEntry`] for a
+/// [`RelocateError::PrefixTooLong`] listing every slot without room; [`RelocateError::HostileRecord`] for a
 /// record that names no regular file below `root`; I/O errors naming the file.
 pub fn relocate_tree(
     root: &Path,
@@ -475,10 +456,11 @@ pub(super) fn open_regular(path: &Path, record: &ByteString) -> Result<std::fs::
         .metadata()
         .map_err(|source| Error::io(format!("cannot read `{}`", path.display()), source))?;
     if !meta.is_file() {
-        return Err(Error::HostileEntry {
-            entry: record.display(),
-            reason: "relocation record names something that is not a regular file".into(),
-        });
+        return Err(RelocateError::HostileRecord {
+            path: record.display(),
+            reason: "it names something that is not a regular file".into(),
+        }
+        .into());
     }
     Ok(file)
 }

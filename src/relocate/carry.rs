@@ -6,7 +6,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use super::Error as RelocateError;
+use crate::error::Result;
 
 /// Where the relocator sits in the bundle.
 pub const CARRIED_PATH: &[u8] = b".gopack/relocate";
@@ -58,7 +59,7 @@ fn elf_machine(platform: &str) -> Option<u16> {
 /// default does not serve this platform.
 ///
 /// # Errors
-/// [`Error::Relocator`] when a relocator the user named is unreadable, not an ELF executable,
+/// [`RelocateError::Relocator`] when a relocator the user named is unreadable, not an ELF executable,
 /// or built for another platform.
 pub fn check(choice: &RelocatorChoice, platform: &str) -> Result<Option<Carried>> {
     match inspect(&choice.path, platform) {
@@ -67,10 +68,11 @@ pub fn check(choice: &RelocatorChoice, platform: &str) -> Result<Option<Carried>
             linkage,
         })),
         Err(_) if !choice.explicit => Ok(None),
-        Err(message) => Err(Error::Relocator {
+        Err(message) => Err(RelocateError::Relocator {
             path: choice.path.clone(),
             message,
-        }),
+        }
+        .into()),
     }
 }
 

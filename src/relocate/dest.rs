@@ -5,6 +5,7 @@
 use crate::error::Result;
 use crate::plan::{Body, Plan};
 use crate::relocate::{self, ByteString, Edit, TextRecord};
+use crate::scan::Error as ScanError;
 
 /// Applies every relocation record for `dest` while packing, with the engine the target uses:
 /// disk files are streamed through it when the bundle is written (their digest is taken by
@@ -92,7 +93,7 @@ pub fn apply_dest_prefix(plan: &mut Plan, dest: &[u8]) -> Result<()> {
             _ => continue,
         };
         let source = planned.entry.absolute(&prefix);
-        let unreadable = |err| crate::Error::Unreadable {
+        let unreadable = |err| ScanError::Unreadable {
             path: source.clone(),
             source: err,
         };
@@ -103,7 +104,7 @@ pub fn apply_dest_prefix(plan: &mut Plan, dest: &[u8]) -> Result<()> {
         } else {
             edit
         };
-        let (sha256, size) = relocate::apply::digest(relocate::apply::edited_reader(
+        let (sha256, size) = crate::stream::digest(relocate::apply::edited_reader(
             &file,
             planned.entry.size,
             &edit,

@@ -145,7 +145,7 @@ pub fn relative_search_path(value: &[u8], prefix: &[u8], file_dir: &[u8]) -> Opt
             match inside {
                 Some(target) => {
                     changed = true;
-                    let relative = super::shebang::relative_path(file_dir, target);
+                    let relative = crate::paths::relative_path(file_dir, target);
                     if relative == b"." {
                         b"$ORIGIN".to_vec()
                     } else {

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
+use super::Error as RelocateError;
 use super::apply::{self, PREFIX_STATE, Planned, remove_if_present, staged_path};
 use super::{ByteString, Relocation};
 use crate::error::{Error, Result};
@@ -50,9 +51,9 @@ pub enum InPlace {
 /// passes the directory as its shell sees it, and that is the prefix the files get.
 ///
 /// # Errors
-/// [`Error::DamagedEnvironment`] for missing or malformed records or recorded files;
-/// [`Error::PrefixTooLong`] listing every binary string without room;
-/// [`Error::UnreachablePrefix`]; [`Error::HostileEntry`] for a record that leaves the
+/// [`RelocateError::DamagedEnvironment`] for missing or malformed records or recorded files;
+/// [`RelocateError::PrefixTooLong`] listing every binary string without room;
+/// [`RelocateError::UnreachablePrefix`]; [`RelocateError::HostileRecord`] for a record that leaves the
 /// environment; [`Error::Interrupted`]; I/O errors naming the file. After an error before the journal is written nothing is changed;
 /// after it, running again finishes the relocation.
 pub fn relocate_in_place(root: &Path, cancel: &AtomicBool) -> Result<InPlace> {
@@ -100,10 +101,13 @@ fn read_records(root: &Path) -> Result<Relocation> {
             source,
         )
     })?;
-    super::script::parse_records(&bytes).map_err(|message| Error::DamagedEnvironment {
-        path: path.clone(),
-        message: format!("its relocation records are damaged: {message}"),
-    })
+    let relocation = super::script::parse_records(&bytes).map_err(|message| {
+        RelocateError::DamagedEnvironment {
+            path: path.clone(),
+            message: format!("its relocation records are damaged: {message}"),
+        }
+    })?;
+    Ok(relocation)
 }
 
 /// Every file a record rewrites, with its other names.
@@ -138,7 +142,7 @@ fn discard_staged(root: &Path, relocation: &Relocation) -> Result<()> {
 fn check_records(root: &Path, relocation: &Relocation) -> Result<()> {
     let unreadable = |source| Error::io(format!("cannot resolve `{}`", root.display()), source);
     let real_root = fs_err::canonicalize(root).map_err(unreadable)?;
-    let damaged = |message: String| Error::DamagedEnvironment {
+    let damaged = |message: String| RelocateError::DamagedEnvironment {
         path: root.to_path_buf(),
         message,
     };
@@ -148,12 +152,11 @@ fn check_records(root: &Path, relocation: &Relocation) -> Result<()> {
         let file = apply::record_path(root, &path.0)?;
         match file.parent().map(fs_err::canonicalize) {
             Some(Ok(dir)) if !dir.starts_with(&real_root) => {
-                return Err(Error::HostileEntry {
-                    entry: path.display(),
-                    reason: "relocation record: its directory leads out of the environment \
-                             through a symlink"
-                        .into(),
-                });
+                return Err(RelocateError::HostileRecord {
+                    path: path.display(),
+                    reason: "its directory leads out of the environment through a symlink".into(),
+                }
+                .into());
             }
             Some(Ok(_)) => match fs_err::symlink_metadata(&file) {
                 Ok(meta) if meta.is_file() => sizes.push(meta.len()),
@@ -166,7 +169,8 @@ fn check_records(root: &Path, relocation: &Relocation) -> Result<()> {
         return Err(damaged(format!(
             "files recorded for relocation are missing or not regular files: {}",
             missing.join(", ")
-        )));
+        ))
+        .into());
     }
     // Text records come first in `records`; the sizes left are the binary records' files.
     let binary_sizes = &sizes[sizes.len() - relocation.binary.len()..];

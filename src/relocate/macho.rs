@@ -194,7 +194,7 @@ pub fn loader_relative(path: &[u8], prefix: &[u8], dir: &[u8]) -> Option<Vec<u8>
     } else {
         path.strip_prefix(prefix)?.strip_prefix(b"/")?
     };
-    let relative = super::shebang::relative_path(dir, inside);
+    let relative = crate::paths::relative_path(dir, inside);
     let mut out = b"@loader_path".to_vec();
     if relative != b"." {
         out.push(b'/');
@@ -225,7 +225,7 @@ pub fn plan_load_commands(
     path: &[u8],
 ) -> std::io::Result<LoadCommandPlan> {
     let mut plan = LoadCommandPlan::default();
-    let dir = super::dir_of(path);
+    let dir = crate::paths::dir_of(path);
     for load in load_paths(data)? {
         let Some(new) = loader_relative(&load.value, prefix, dir) else {
             continue;

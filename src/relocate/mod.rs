@@ -2,7 +2,7 @@
 //! (shebangs → launchers, ELF search paths → `$ORIGIN`, conda-meta build-host paths dropped,
 //! symlinks made relative) and what is recorded for the target to finish (text occurrences,
 //! binary C-string slots). Go binaries are never C-string patched and `.pyc` files are never
-//! patched. [`plan_file`] and [`plan_symlink`] are pure apart from reading the file.
+//! patched. [`plan_file`] is pure apart from reading the file.
 
 pub mod apply;
 pub mod binary;
@@ -11,6 +11,7 @@ pub mod carry;
 pub mod codesign;
 pub mod dest;
 pub mod elf;
+mod error;
 pub mod in_place;
 pub mod macho;
 pub mod script;
@@ -23,9 +24,11 @@ use serde::{Deserialize, Serialize};
 
 pub use binary::CStringSlot;
 pub use bytes::ByteString;
+pub use error::Error;
 pub use text::{Quoting, ShebangLine};
 
 use crate::conda::{FileMode, ManagedPath};
+use crate::paths::{dir_of, relative_path};
 use crate::scan::classify::FileKind;
 use crate::scan::content::FileFacts;
 
@@ -138,7 +141,7 @@ impl Relocation {
     /// Checks that every binary slot has room for `new_prefix`.
     ///
     /// # Errors
-    /// [`crate::Error::PrefixTooLong`] listing every slot that does not fit.
+    /// [`Error::PrefixTooLong`] listing every slot that does not fit.
     pub fn check_fits(&self, new_prefix: &[u8]) -> crate::Result<()> {
         let too_long: Vec<String> = self
             .binary
@@ -156,11 +159,12 @@ impl Relocation {
         if too_long.is_empty() {
             return Ok(());
         }
-        Err(crate::Error::PrefixTooLong {
+        Err(Error::PrefixTooLong {
             prefix: String::from_utf8_lossy(new_prefix).into_owned(),
             len: new_prefix.len(),
             files: too_long,
-        })
+        }
+        .into())
     }
 }
 
@@ -318,12 +322,6 @@ pub struct FileContext<'a> {
     pub is_go: bool,
 }
 
-fn dir_of(path: &[u8]) -> &[u8] {
-    path.iter()
-        .rposition(|&c| c == b'/')
-        .map_or(&[][..], |slash| &path[..slash])
-}
-
 /// Decides what happens to one regular file. `file` is open for reading; it is read only where
 /// the decision needs more than the facts (shebang scripts, records, ELF headers, the bytes
 /// around binary occurrences).
@@ -405,7 +403,7 @@ fn plan_text(
             let content = read_all(file, facts.size)?;
             let shebang = shebang::parse(&content)
                 .ok_or_else(|| std::io::Error::other("the file changed while it was read"))?;
-            let relative = shebang::relative_path(dir_of(context.path), interpreter);
+            let relative = relative_path(dir_of(context.path), interpreter);
             if let Some(new) = shebang::launcher(&content, &shebang, &relative) {
                 plan.fixes.push(Fix::ShebangLauncher {
                     path: path.clone(),
@@ -547,36 +545,4 @@ fn read_all(file: &std::fs::File, size: u64) -> std::io::Result<Vec<u8>> {
     let mut content = vec![0u8; size as usize];
     file.read_exact_at(&mut content, 0)?;
     Ok(content)
-}
-
-/// What happens to a symlink: an absolute target inside the prefix becomes the equivalent
-/// relative target. Returns the new target, or `None` to keep it.
-pub fn plan_symlink(path: &[u8], target: &[u8], prefix: &[u8]) -> Option<Vec<u8>> {
-    let inside = if target == prefix {
-        &b""[..]
-    } else {
-        target.strip_prefix(prefix)?.strip_prefix(b"/")?
-    };
-    Some(shebang::relative_path(dir_of(path), inside))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn absolute_symlinks_into_the_prefix_become_relative() {
-        assert_eq!(
-            plan_symlink(b"lib/libx.so", b"/env/lib/libx.so.1", b"/env").unwrap(),
-            b"libx.so.1"
-        );
-        assert_eq!(
-            plan_symlink(b"bin/go", b"/env/go/bin/go", b"/env").unwrap(),
-            b"../go/bin/go"
-        );
-        assert_eq!(plan_symlink(b"a", b"/env", b"/env").unwrap(), b".");
-        assert!(plan_symlink(b"bin/x", b"/usr/bin/x", b"/env").is_none());
-        assert!(plan_symlink(b"bin/x", b"/env2/bin/x", b"/env").is_none());
-        assert!(plan_symlink(b"bin/python3", b"python3.11", b"/env").is_none());
-    }
 }

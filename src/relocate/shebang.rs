@@ -161,25 +161,6 @@ pub fn launcher(
     Some(out)
 }
 
-/// `to` relative to the directory `from_dir` (both relative to the same root, `/`-separated).
-pub fn relative_path(from_dir: &[u8], to: &[u8]) -> Vec<u8> {
-    let split = |p: &[u8]| -> Vec<Vec<u8>> {
-        p.split(|&c| c == b'/')
-            .filter(|part| !part.is_empty() && *part != b".")
-            .map(<[u8]>::to_vec)
-            .collect()
-    };
-    let from = split(from_dir);
-    let to = split(to);
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut parts: Vec<Vec<u8>> = vec![b"..".to_vec(); from.len() - common];
-    parts.extend(to[common..].iter().cloned());
-    if parts.is_empty() {
-        return b".".to_vec();
-    }
-    parts.join(&b'/')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,17 +206,5 @@ mod tests {
         let shebang = parse(content).unwrap();
         assert!(launcher(content, &shebang, b"we'ird/bash").is_none());
         assert!(launcher(content, &shebang, b"a$b/bash").is_none());
-    }
-
-    #[test]
-    fn relative_paths() {
-        assert_eq!(relative_path(b"bin", b"bin/python3.11"), b"python3.11");
-        assert_eq!(
-            relative_path(b"lib/x/y", b"bin/python"),
-            b"../../../bin/python"
-        );
-        assert_eq!(relative_path(b"", b"bin/go"), b"bin/go");
-        assert_eq!(relative_path(b"bin", b"go/bin/go"), b"../go/bin/go");
-        assert_eq!(relative_path(b"lib", b"lib"), b".");
     }
 }

@@ -2,18 +2,17 @@
 //! source prefix occurs (memchr's memmem, carried across chunk borders), its kind, and where a Go
 //! build-info blob starts. Memory use is one chunk per worker, whatever the file's size.
 
-use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use memchr::memmem::Finder;
 use sha2::{Digest, Sha256};
 
+use super::Error as ScanError;
 use super::classify::{FileKind, classify};
 use crate::error::{Error, Result};
+use crate::stream::{CHUNK, read_full};
 
-/// Bytes read per chunk.
-pub const CHUNK: usize = 256 * 1024;
 /// How many leading bytes are kept for shebang and magic checks.
 pub const HEAD: usize = 4096;
 /// The 14-byte magic that starts a Go build-info blob (`\xff Go buildinf:`).
@@ -42,7 +41,7 @@ pub struct FileFacts {
 /// Reads `path` (expected to be `expected_size` bytes) and collects its [`FileFacts`].
 ///
 /// # Errors
-/// [`Error::Unreadable`] when it cannot be read; [`Error::ChangedDuringPack`] when its size is
+/// [`ScanError::Unreadable`] when it cannot be read; [`ScanError::ChangedDuringPack`] when its size is
 /// not what the scan saw.
 ///
 /// `cancel` is checked between chunks, so Ctrl-C stops even the read of a huge file.
@@ -53,7 +52,7 @@ pub fn analyse(
     prefix: &Finder<'_>,
     cancel: &AtomicBool,
 ) -> Result<FileFacts> {
-    let unreadable = |source| Error::Unreadable {
+    let unreadable = |source| ScanError::Unreadable {
         path: path.to_path_buf(),
         source,
     };
@@ -115,9 +114,10 @@ pub fn analyse(
         kept = new_kept;
     }
     if total != expected_size {
-        return Err(Error::ChangedDuringPack {
+        return Err(ScanError::ChangedDuringPack {
             path: path.to_path_buf(),
-        });
+        }
+        .into());
     }
     let kind = classify(name, &head, has_nul);
     if !kind.is_object() {
@@ -132,20 +132,6 @@ pub fn analyse(
         last_byte,
         go_buildinfo,
     })
-}
-
-/// Reads until `buffer` is full or the file ends.
-pub fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match reader.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
 }
 
 /// Lower-case hex of a sha256.
@@ -192,7 +178,7 @@ mod tests {
         let finder = Finder::new(b"/p");
         assert!(matches!(
             analyse(&path, b"f", 4, &finder, &AtomicBool::new(false)),
-            Err(Error::ChangedDuringPack { .. })
+            Err(crate::Error::Scan(ScanError::ChangedDuringPack { .. }))
         ));
     }
 }

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use globset::{GlobBuilder, GlobMatcher};
 
-use crate::error::{Error, Result};
+use super::Error as ScanError;
+use crate::error::Result;
 
 /// Whether a rule keeps or drops what it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,14 +30,14 @@ impl Filter {
     /// Adds a rule at the end.
     ///
     /// # Errors
-    /// [`Error::BadGlob`] when the pattern does not parse.
+    /// [`ScanError::BadGlob`] when the pattern does not parse.
     pub fn push(&mut self, kind: RuleKind, pattern: &str) -> Result<()> {
         let trimmed = pattern.trim_start_matches("./").trim_end_matches('/');
         let glob = GlobBuilder::new(trimmed)
             .literal_separator(true)
             .backslash_escape(true)
             .build()
-            .map_err(|source| Error::BadGlob {
+            .map_err(|source| ScanError::BadGlob {
                 pattern: pattern.to_string(),
                 source,
             })?;

@@ -11,14 +11,14 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 
-use crate::error::{Error, Result};
+use super::Error as ScanError;
+use crate::error::Result;
 use crate::progress::{Reporter, Warning};
-use crate::relocate;
 use crate::scan::{Entry, EntryKind};
 
 /// Paths that gopack fills with its own file; a link there is replaced, never packed, so where
 /// it leads does not matter.
-const REPLACED_BY_GOPACK: &[&[u8]] = crate::scripts::GENERATED_PATHS;
+const REPLACED_BY_GOPACK: &[&[u8]] = crate::manifest::GENERATED_PATHS;
 
 /// How many links one resolution follows before it is taken for a loop (Linux's limit).
 const MAX_HOPS: usize = 40;
@@ -37,8 +37,8 @@ pub enum Leaves {
 /// returns the bytes so added.
 ///
 /// # Errors
-/// [`Error::SymlinksOutside`] listing every such link; with `copy`,
-/// [`Error::OutsideLinksNotCopied`] listing every link whose target is not a regular file.
+/// [`ScanError::SymlinksOutside`] listing every such link; with `copy`,
+/// [`ScanError::OutsideLinksNotCopied`] listing every link whose target is not a regular file.
 pub fn check_outside_links(
     prefix: &std::path::Path,
     entries: &mut [Entry],
@@ -52,7 +52,7 @@ pub fn check_outside_links(
         .filter_map(|entry| match &entry.kind {
             EntryKind::Symlink { target } => Some((
                 entry.path.clone(),
-                relocate::plan_symlink(&entry.path, target, prefix_bytes)
+                crate::paths::relative_link_target(&entry.path, target, prefix_bytes)
                     .unwrap_or_else(|| target.clone()),
             )),
             _ => None,
@@ -78,9 +78,10 @@ pub fn check_outside_links(
         return Ok(0);
     }
     if !copy {
-        return Err(Error::SymlinksOutside {
+        return Err(ScanError::SymlinksOutside {
             links: outside.into_iter().map(|(_, line)| line).collect(),
-        });
+        }
+        .into());
     }
     let mut refused = Vec::new();
     let mut copied = Vec::new();
@@ -108,7 +109,7 @@ pub fn check_outside_links(
         }
     }
     if !refused.is_empty() {
-        return Err(Error::OutsideLinksNotCopied { links: refused });
+        return Err(ScanError::OutsideLinksNotCopied { links: refused }.into());
     }
     reporter.warning(&Warning::OutsideLinksCopied { links: copied });
     Ok(bytes)

@@ -4,6 +4,7 @@
 
 pub mod classify;
 pub mod content;
+mod error;
 pub mod filter;
 pub mod links;
 
@@ -15,8 +16,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::conda::CondaEnv;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::progress::{Reporter, Warning};
+pub use error::Error;
 pub use filter::Filter;
 
 /// What an entry is.
@@ -174,7 +176,7 @@ pub fn scan(env: &CondaEnv, options: &ScanOptions, reporter: &dyn Reporter) -> R
             EntryKind::Dir
         } else if file_type.is_symlink() {
             let target = fs_err::read_link(item.path())
-                .map_err(|source| Error::io("cannot read a symlink", source))?;
+                .map_err(|source| crate::Error::io("cannot read a symlink", source))?;
             EntryKind::Symlink {
                 target: target.as_os_str().as_bytes().to_vec(),
             }
@@ -252,7 +254,7 @@ fn add_missing_parents(prefix: &Path, entries: &mut Vec<Entry>) -> Result<()> {
     }
     for path in added {
         let metadata = fs_err::symlink_metadata(prefix.join(OsStr::from_bytes(&path)))
-            .map_err(|source| Error::io("cannot read a directory", source))?;
+            .map_err(|source| crate::Error::io("cannot read a directory", source))?;
         entries.push(Entry {
             path,
             kind: EntryKind::Dir,
@@ -290,7 +292,7 @@ fn check_managed_files(
         reporter.warning(&Warning::MissingFilesIgnored { files: missing });
         Ok(())
     } else {
-        Err(Error::MissingManagedFiles { missing })
+        Err(Error::MissingManagedFiles { missing }.into())
     }
 }
 
@@ -323,7 +325,7 @@ fn check_editable(
         let label = entry.display();
         if depth == 1 && name == b"direct_url.json" {
             let text = fs_err::read(entry.absolute(&env.prefix))
-                .map_err(|source| Error::io("cannot read direct_url.json", source))?;
+                .map_err(|source| crate::Error::io("cannot read direct_url.json", source))?;
             let editable = serde_json::from_slice::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|v| v.pointer("/dir_info/editable").and_then(|e| e.as_bool()))
@@ -337,7 +339,7 @@ fn check_editable(
             found.push(format!("{label}: setuptools develop link"));
         } else if depth == 0 && name.ends_with(b".pth") {
             let text = fs_err::read(entry.absolute(&env.prefix))
-                .map_err(|source| Error::io("cannot read a .pth file", source))?;
+                .map_err(|source| crate::Error::io("cannot read a .pth file", source))?;
             for line in String::from_utf8_lossy(&text).lines() {
                 let line = line.trim();
                 if line.is_empty()
@@ -362,7 +364,7 @@ fn check_editable(
         reporter.warning(&Warning::EditableIgnored { found });
         Ok(())
     } else {
-        Err(Error::EditableInstalls { found })
+        Err(Error::EditableInstalls { found }.into())
     }
 }
 

@@ -127,7 +127,7 @@ pub fn add_generated(
             )
         };
         let file = fs_err::File::open(&carried.source).map_err(unreadable)?;
-        let (sha256, size) = relocate::apply::digest(file).map_err(unreadable)?;
+        let (sha256, size) = crate::stream::digest(file).map_err(unreadable)?;
         plan.entries.push(PlannedEntry {
             entry: Entry {
                 path: carry::CARRIED_PATH.to_vec(),
@@ -156,7 +156,7 @@ pub fn add_generated(
     let source = scratch.join("manifest.json");
     let fail = |source| crate::Error::io("cannot write the manifest to a scratch file", source);
     let out = fs_err::File::create(&source).map_err(fail)?;
-    let mut out = crate::archive::Hashed::new(std::io::BufWriter::with_capacity(1 << 20, out));
+    let mut out = crate::stream::Hashed::new(std::io::BufWriter::with_capacity(1 << 20, out));
     manifest.write_json(&mut out).map_err(fail)?;
     drop(manifest);
     let (out, sha256, size) = out.finish();

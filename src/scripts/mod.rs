@@ -14,16 +14,7 @@ pub mod generate;
 
 pub use crate::relocate::script::{UNPACK, sh_quote};
 
-/// Every path `create` fills with a generated file (replacing what the environment has there),
-/// besides `.gopack/records.sh`, `.gopack/prefix` and the manifest.
-pub const GENERATED_PATHS: &[&[u8]] = &[
-    b"bin/gopack-unpack",
-    b"bin/activate",
-    b"bin/deactivate",
-    b"bin/activate.fish",
-    b".gopack/env_vars.sh",
-    b".gopack/env_vars.fish",
-];
+pub use crate::manifest::GENERATED_PATHS;
 
 /// `bin/activate` for an environment whose files hold `prefix`.
 pub fn activate(prefix: &[u8]) -> Vec<u8> {

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
+use super::Error as UnpackError;
+use crate::archive::Error as ArchiveError;
 use crate::archive::read::{Leading, Member, MemberKind, TarReader};
 use crate::error::{Error, Result, escape_bytes};
 use crate::manifest::{FileRecord, MANIFEST_PATH, Manifest, normalize_path};
@@ -128,7 +130,7 @@ struct Extractor<'a> {
 /// Extracts the rest of the bundle after its manifest into `root`.
 ///
 /// # Errors
-/// [`Error::HostileEntry`], [`Error::BadBundle`], [`Error::Interrupted`], I/O errors.
+/// [`UnpackError::HostileEntry`], [`ArchiveError::BadBundle`], [`Error::Interrupted`], I/O errors.
 #[expect(
     clippy::too_many_arguments,
     reason = "the manifest's bytes are moved in apart from `leading`, so they can be dropped once written"
@@ -174,15 +176,16 @@ pub(super) fn extract(
 
 impl<'a> Extractor<'a> {
     fn bad(&self, message: String) -> Error {
-        Error::BadBundle {
+        ArchiveError::BadBundle {
             path: self.bundle.to_path_buf(),
             message,
         }
+        .into()
     }
 
     /// The member's path relative to the environment's root, checked.
     fn relative(&self, member: &Member) -> Result<Inside> {
-        let hostile = |reason: String| Error::HostileEntry {
+        let hostile = |reason: String| UnpackError::HostileEntry {
             entry: member.shown(),
             reason,
         };
@@ -198,7 +201,7 @@ impl<'a> Extractor<'a> {
         if is_reserved(top) {
             return Err(hostile(
                 "names beginning with `.gopack-unpack-`, `.gopack-old-` or `.gopack-ready-` are reserved for gopack's temporary files".into(),
-            ));
+            ).into());
         }
         Ok(relative)
     }
@@ -212,16 +215,18 @@ impl<'a> Extractor<'a> {
             current.push(part);
             match fs_err::symlink_metadata(&current) {
                 Ok(meta) if meta.file_type().is_symlink() => {
-                    return Err(Error::HostileEntry {
+                    return Err(UnpackError::HostileEntry {
                         entry: shown.into(),
                         reason: "it would be written through a symlink".into(),
-                    });
+                    }
+                    .into());
                 }
                 Ok(meta) if !meta.is_dir() => {
-                    return Err(Error::HostileEntry {
+                    return Err(UnpackError::HostileEntry {
                         entry: shown.into(),
                         reason: "a parent is not a directory".into(),
-                    });
+                    }
+                    .into());
                 }
                 Ok(_) => {}
                 Err(_) => std::fs::DirBuilder::new()
@@ -263,7 +268,7 @@ impl<'a> Extractor<'a> {
             return Err(Error::Interrupted);
         }
         let shown = member.shown();
-        let hostile = |reason: String| Error::HostileEntry {
+        let hostile = |reason: String| UnpackError::HostileEntry {
             entry: shown.clone(),
             reason,
         };
@@ -277,7 +282,8 @@ impl<'a> Extractor<'a> {
                 return Err(hostile(format!(
                     "it is {}; only files, directories and links are extracted",
                     member.kind.describe()
-                )));
+                ))
+                .into());
             }
         };
         if member.kind == MemberKind::Symlink
@@ -286,10 +292,11 @@ impl<'a> Extractor<'a> {
             return Err(hostile(format!(
                 "symlink to `{}` leads outside the destination",
                 escape_bytes(&member.link)
-            )));
+            ))
+            .into());
         }
         if self.arrived.contains_key(&relative.0) {
-            return Err(hostile("the archive holds it twice".into()));
+            return Err(hostile("the archive holds it twice".into()).into());
         }
         let record = *self.listed.get(relative.0.as_slice()).ok_or_else(|| {
             self.bad(format!(
@@ -318,7 +325,7 @@ impl<'a> Extractor<'a> {
         self.parents(&relative, &shown)?;
         let target = relative.under(self.root);
         if kind != "dir" && fs_err::symlink_metadata(&target).is_ok() {
-            return Err(hostile("the archive holds it twice".into()));
+            return Err(hostile("the archive holds it twice".into()).into());
         }
         match member.kind {
             MemberKind::Dir => self.dir(&target, member)?,
@@ -364,10 +371,11 @@ impl<'a> Extractor<'a> {
         match fs_err::symlink_metadata(target) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
-                return Err(Error::HostileEntry {
+                return Err(UnpackError::HostileEntry {
                     entry: member.shown(),
                     reason: "a directory would replace another entry".into(),
-                });
+                }
+                .into());
             }
             Err(_) => std::fs::DirBuilder::new()
                 .mode(0o700)
@@ -420,7 +428,7 @@ impl<'a> Extractor<'a> {
         record: &FileRecord,
         shown: &str,
     ) -> Result<()> {
-        let hostile = |reason: &str| Error::HostileEntry {
+        let hostile = |reason: &str| UnpackError::HostileEntry {
             entry: shown.into(),
             reason: reason.into(),
         };
@@ -439,17 +447,17 @@ impl<'a> Extractor<'a> {
             )));
         }
         if self.arrived.get(link) != Some(&"file") {
-            return Err(hostile(
-                "hard link to something that is not a file extracted earlier",
-            ));
+            return Err(
+                hostile("hard link to something that is not a file extracted earlier").into(),
+            );
         }
         let source = Inside(link.to_vec()).under(self.root);
         match fs_err::symlink_metadata(&source) {
             Ok(meta) if meta.is_file() => {}
             _ => {
-                return Err(hostile(
-                    "hard link to something that is not a file extracted earlier",
-                ));
+                return Err(
+                    hostile("hard link to something that is not a file extracted earlier").into(),
+                );
             }
         }
         fs_err::hard_link(&source, target)
@@ -526,10 +534,11 @@ fn check_symlink_chains(root: &Path, symlinks: &[(String, PathBuf)]) -> Result<(
         if let Some(resolved) = resolved
             && !resolved.starts_with(&root)
         {
-            return Err(Error::HostileEntry {
+            return Err(UnpackError::HostileEntry {
                 entry: shown.clone(),
                 reason: "symlink leads outside the destination through other symlinks".into(),
-            });
+            }
+            .into());
         }
     }
     Ok(())

@@ -23,6 +23,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::Error as UnpackError;
 use crate::error::{Error, Result};
 
 use super::sys;
@@ -46,7 +47,7 @@ pub(super) fn is_reserved(name: &[u8]) -> bool {
 /// is refused.
 ///
 /// # Errors
-/// [`Error::BadDestination`] for `/`; I/O errors resolving the path.
+/// [`UnpackError::BadDestination`] for `/`; I/O errors resolving the path.
 pub(super) fn resolve_destination(dest: &Path) -> Result<PathBuf> {
     let absolute = std::path::absolute(dest)
         .map_err(|source| Error::io(format!("cannot resolve `{}`", dest.display()), source))?;
@@ -57,10 +58,11 @@ pub(super) fn resolve_destination(dest: &Path) -> Result<PathBuf> {
         absolute
     };
     if resolved.parent().is_none() || resolved.file_name().is_none() {
-        return Err(Error::BadDestination {
+        return Err(UnpackError::BadDestination {
             path: dest.to_path_buf(),
             reason: "it is the root directory; name a directory to hold the environment".into(),
-        });
+        }
+        .into());
     }
     Ok(resolved)
 }
@@ -323,10 +325,10 @@ impl Staging {
     /// mount point.
     ///
     /// # Errors
-    /// [`Error::BadDestination`] when neither is possible; I/O errors.
+    /// [`UnpackError::BadDestination`] when neither is possible; I/O errors.
     pub(super) fn create(dest: &Path) -> Result<Staging> {
         let parent = dest.parent().unwrap_or(Path::new("/"));
-        let bad = |reason: &str| Error::BadDestination {
+        let bad = |reason: &str| UnpackError::BadDestination {
             path: dest.to_path_buf(),
             reason: reason.into(),
         };
@@ -334,7 +336,7 @@ impl Staging {
             return Err(if sys::is_permission(&err) {
                 bad(
                     "its parent directory cannot be created; create the destination as an empty directory you own first",
-                )
+                ).into()
             } else {
                 Error::io("cannot create the destination's parent", err)
             });
@@ -358,7 +360,7 @@ impl Staging {
             }
             return Err(bad(
                 "it is a mount point and not empty: gopack replaces a destination by renaming, which a mount point does not allow; empty it (gopack then unpacks inside it), or unpack into a directory below it",
-            ));
+            ).into());
         }
         match Staging::make(dest, parent, tag.clone(), false) {
             Err(Error::Io { source, .. }) if sys::is_permission(&source) => {
@@ -367,11 +369,11 @@ impl Staging {
                 } else if existing.is_some() {
                     Err(bad(
                         "its parent directory is not writable, so it cannot be replaced; empty it first (gopack then unpacks inside it)",
-                    ))
+                    ).into())
                 } else {
                     Err(bad(
                         "its parent directory is not writable; create the destination as an empty directory you own first (gopack then unpacks inside it)",
-                    ))
+                    ).into())
                 }
             }
             other => other,

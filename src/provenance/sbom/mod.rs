@@ -46,6 +46,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::Error as ProvenanceError;
+use crate::archive::Error as ArchiveError;
 use crate::archive::read::{MANIFEST_LIMIT, MemberKind, open_bundle, read_leading};
 use crate::error::{Error, Result};
 use crate::manifest::{MANIFEST_PATH, Manifest, normalize_path};
@@ -241,7 +242,7 @@ impl Sbom {
     /// (from a bundle, by reading the archive up to the last of them).
     ///
     /// # Errors
-    /// [`Error::NotABundle`] and [`Error::BadBundle`] for bundles,
+    /// [`ArchiveError::NotABundle`] and [`ArchiveError::BadBundle`] for bundles,
     /// [`ProvenanceError::NotUnpacked`] and [`ProvenanceError::RecordChanged`] for directories,
     /// I/O errors.
     pub fn read(path: &Path, options: &SbomOptions) -> Result<Sbom> {
@@ -735,7 +736,7 @@ fn csv_fields(line: &str) -> Vec<String> {
     fields
 }
 
-/// `sha256=BASE64URL` as a [`Hash`].
+/// `sha256=BASE64URL` as a [`struct@Hash`].
 fn record_hash(field: &str) -> Option<Hash> {
     let (name, encoded) = field.split_once('=')?;
     let alg = match name {
@@ -779,7 +780,7 @@ fn load_bundle(path: &Path) -> Result<Loaded> {
     let leading = read_leading(&mut reader)?;
     let manifest = leading.manifest;
     let sha256: [u8; 32] = Sha256::digest(&leading.bytes).into();
-    let bad = |message: String| Error::BadBundle {
+    let bad = |message: String| ArchiveError::BadBundle {
         path: path.to_path_buf(),
         message,
     };
@@ -829,7 +830,8 @@ fn load_bundle(path: &Path) -> Result<Loaded> {
             return Err(bad(format!(
                 "`{}` does not match its sha256 in the manifest",
                 String::from_utf8_lossy(relative)
-            )));
+            ))
+            .into());
         }
         records.insert(dist_info, content);
     }
