@@ -10,7 +10,7 @@ use crate::util::*;
 #[test]
 fn real_env_packs_with_a_complete_manifest() {
     let scratch = Scratch::new();
-    let env = scratch.env("env", &[]);
+    let env = shared_env(&[]);
     let bundle = scratch.path("env.tar.zst");
     pack(&env, &bundle, &["-q"]);
     let manifest = manifest(&bundle);
@@ -103,7 +103,7 @@ fn real_env_packs_with_a_complete_manifest() {
 #[test]
 fn real_env_two_packs_are_byte_identical_whatever_the_thread_count() {
     let scratch = Scratch::new();
-    let env = scratch.env("env", &[]);
+    let env = shared_env(&[]);
     let first = scratch.path("a.tar.zst");
     let second = scratch.path("b.tar.zst");
     pack(&env, &first, &["-q", "-j", "1"]);

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use crate::util::synthetic::SyntheticEnv;
+use crate::util::synthetic::{SyntheticEnv, host_goarch};
 use crate::util::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -349,7 +349,7 @@ fn image_is_an_oci_layout_and_a_docker_archive_with_every_digest_right() {
     );
 
     let config = image.config();
-    assert_eq!(config["architecture"], "amd64");
+    assert_eq!(config["architecture"], host_goarch());
     assert_eq!(config["os"], "linux");
     assert_eq!(config["created"], "1970-01-01T00:00:00Z");
     assert_eq!(config["history"].as_array().unwrap().len(), 2);
@@ -504,7 +504,7 @@ fn changing_only_a_go_service_changes_only_the_go_and_metadata_layers() {
     let scratch = Scratch::new();
     let env = synthetic(&scratch);
     let go = which("go");
-    let base = fabricated_base(&scratch.path("base"), "amd64");
+    let base = fabricated_base(&scratch.path("base"), host_goarch());
     let service = healthcheck_source(&scratch.path("svc"), "ok");
     let first = scratch.path("one.tar");
     let second = scratch.path("two.tar");
@@ -777,11 +777,11 @@ fn docker_archive(output: &Path, architecture: &str) {
 fn base_layers_are_copied_by_digest_and_its_config_extended() {
     let scratch = Scratch::new();
     let env = synthetic(&scratch);
-    let layout = fabricated_base(&scratch.path("base"), "amd64");
+    let layout = fabricated_base(&scratch.path("base"), host_goarch());
     let archive = scratch.path("base.tar");
     tar_dir(&layout, &archive);
     let docker = scratch.path("docker.tar");
-    docker_archive(&docker, "amd64");
+    docker_archive(&docker, host_goarch());
     let base_layer_digest = sha256(&base_layer());
     let mut digests = Vec::new();
     for (name, base) in [
@@ -859,7 +859,13 @@ fn bad_options_and_bases_fail_cleanly() {
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
     }
     // User errors: exit 1, naming the base.
-    let arm = fabricated_base(&scratch.path("arm"), "arm64");
+    // A base for another architecture than this machine's (the environment's).
+    let other = if host_goarch() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let arm = fabricated_base(&scratch.path("arm"), other);
     let stderr = run_fails(
         create_command(&env, &output).args([
             "--format",
@@ -870,7 +876,8 @@ fn bad_options_and_bases_fail_cleanly() {
         1,
     );
     assert!(
-        stderr.contains("linux/arm64") && stderr.contains("linux/amd64"),
+        stderr.contains(&format!("linux/{other}"))
+            && stderr.contains(&format!("linux/{}", host_goarch())),
         "{stderr}"
     );
     assert!(stderr.contains("hint:"), "{stderr}");
@@ -886,7 +893,7 @@ fn bad_options_and_bases_fail_cleanly() {
     );
     assert!(stderr.contains("nothing-here"), "{stderr}");
     // A base whose layer was altered after its manifest was written.
-    let tampered = fabricated_base(&scratch.path("tampered"), "amd64");
+    let tampered = fabricated_base(&scratch.path("tampered"), host_goarch());
     let layer_digest = sha256(&base_layer());
     let layer_file = tampered
         .join("blobs/sha256")
@@ -1098,7 +1105,7 @@ fn real_env_base_image_runs_python_c_and_go_in_a_chroot_and_in_podman() {
     }
     let base = debian_base();
     let scratch = Scratch::new();
-    let env = scratch.env("env", &["--go"]);
+    let env = shared_env(&["--go"]);
     let output = scratch.path("app.tar");
     let started = std::time::Instant::now();
     run_ok(create_command(&env, &output).args([
@@ -1131,7 +1138,7 @@ fn real_env_base_image_runs_python_c_and_go_in_a_chroot_and_in_podman() {
     ))
     .unwrap();
     assert_eq!(inspected["Digest"], digest.as_str());
-    assert_eq!(inspected["Architecture"], "amd64");
+    assert_eq!(inspected["Architecture"], host_goarch());
     assert_eq!(inspected["Layers"].as_array().unwrap().len(), 4);
     let docker: Value = serde_json::from_str(&run_ok(
         Command::new("skopeo").args(["inspect", &format!("docker-archive:{}", output.display())]),

@@ -213,7 +213,7 @@ fn real_env_bundle_relocates_anywhere_without_python_and_again_after_a_move() {
 #[test]
 fn real_env_a_target_too_long_for_binary_strings_changes_nothing() {
     let scratch = Scratch::new();
-    let env = scratch.env("env", &[]);
+    let env = shared_env(&[]);
     let bundle = scratch.path("env.tar.zst");
     pack(&env, &bundle, &["-q"]);
     // bin/hello was built under a 255-byte placeholder: its strings have room for 255 bytes.
@@ -261,7 +261,7 @@ fn real_env_dest_prefix_relocates_at_pack_time() {
     check_environment(&moved, true);
 
     let too_long = format!("/{}", "x".repeat(300));
-    let env = scratch.env("src/env2", &[]);
+    let env = shared_env(&[]);
     let stderr = run_fails(
         create_command(&env, &scratch.path("b.tar.zst"))
             .arg("--dest-prefix")

@@ -41,6 +41,75 @@ pub fn build_env(prefix: &Path, options: &[&str]) {
     );
 }
 
+/// A fixture environment built once, with `options`, and shared by the tests that only pack
+/// it: they must not write into it, move it or run its programs (Python would leave bytecode
+/// there). It lives in `target/shared-envs/` under a key made of the options and of every file
+/// under `fixtures/` and `examples/go/`, so a change to how fixtures are built builds it anew.
+/// A lock serialises builders across test processes; `complete` marks a finished build.
+pub fn shared_env(options: &[&str]) -> PathBuf {
+    use std::sync::{Mutex, OnceLock};
+    static BUILT: OnceLock<Mutex<Vec<(String, PathBuf)>>> = OnceLock::new();
+    let key = format!(
+        "env{}-{}",
+        options.join("").replace("--", "_"),
+        &fixture_sources_digest()[..16]
+    );
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, env)) = built.iter().find(|(k, _)| *k == key) {
+        return env.clone();
+    }
+    // Beside the fixture cache, not in it: build_env.py keeps the two apart.
+    let shared = repo().join("target/shared-envs");
+    std::fs::create_dir_all(&shared).unwrap();
+    let lock = std::fs::File::create(shared.join(format!("{key}.lock"))).unwrap();
+    // SAFETY: flock takes a descriptor we own for the whole call and touches no memory of ours.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    let dir = shared.join(&key);
+    let env = dir.join("env");
+    if !dir.join("complete").exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        build_env(&env, options);
+        std::fs::write(dir.join("complete"), "").unwrap();
+    }
+    drop(lock);
+    built.push((key, env.clone()));
+    env
+}
+
+/// sha256 of the paths and contents of everything fixtures are built from.
+fn fixture_sources_digest() -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for root in ["fixtures", "examples/go"] {
+        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(repo().join(root))
+            .into_iter()
+            .map(|entry| entry.unwrap())
+            .filter(|entry| entry.file_type().is_file())
+            .map(|entry| entry.into_path())
+            .filter(|path| !path.components().any(|c| c.as_os_str() == "__pycache__"))
+            .collect();
+        files.sort();
+        for file in files {
+            hasher.update(
+                file.strip_prefix(repo())
+                    .unwrap()
+                    .as_os_str()
+                    .as_encoded_bytes(),
+            );
+            hasher.update([0]);
+            hasher.update(std::fs::read(&file).unwrap());
+        }
+    }
+    hex::encode(hasher.finalize())
+}
+
 /// A temporary directory that holds one test's environments and bundles.
 pub struct Scratch {
     pub dir: tempfile::TempDir,

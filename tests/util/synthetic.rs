@@ -56,6 +56,16 @@ pub fn host_platform() -> String {
     format!("{}-{arch}", std::env::consts::OS.replace("macos", "osx"))
 }
 
+/// This machine's architecture as Go and OCI images name it (`amd64`, `arm64`, …).
+pub fn host_goarch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
 impl SyntheticEnv {
     /// An environment that will live at `prefix` (created by [`SyntheticEnv::build`]).
     pub fn new(prefix: &Path) -> SyntheticEnv {
