@@ -4,7 +4,7 @@
 //! environment in place, as the native relocator does on the target.
 
 // Benchmarks and examples use std::fs freely; `.ci/clippy.toml` forbids it in the library.
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::io::Write;

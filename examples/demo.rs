@@ -6,7 +6,7 @@
 //! Run it with `cargo run --release --example demo [-- --go]` (`--go` adds a Go toolchain).
 
 // Benchmarks and examples use std::fs freely; `.ci/clippy.toml` forbids it in the library.
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

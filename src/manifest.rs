@@ -5,6 +5,9 @@
 //! A manifest read from a bundle is hostile until [`Manifest::validate`] accepted it:
 //! [`Manifest::from_json`], the only way to read one, runs it.
 
+// Offsets and sizes here come from files: arithmetic on them is checked.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -366,6 +369,7 @@ impl Manifest {
     }
 
     /// The manifest as pretty JSON with a trailing newline.
+    #[expect(clippy::expect_used, reason = "a Vec<u8> takes every write")]
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.write_json(&mut out)

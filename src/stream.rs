@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 pub const CHUNK: usize = 256 * 1024;
 
 /// Reads until `buffer` is full or the file ends.
-pub fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+pub fn read_full(reader: &mut (impl Read + ?Sized), buffer: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
         match reader.read(&mut buffer[filled..]) {

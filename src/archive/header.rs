@@ -134,6 +134,10 @@ fn base_header(entry_type: EntryType, mode: u32, mtime: u64, size: u64) -> Heade
 }
 
 fn set_name(header: &mut Header, prefix: &[u8], name: &[u8]) {
+    #[expect(
+        clippy::expect_used,
+        reason = "every header here is made by Header::new_ustar"
+    )]
     let ustar = header.as_ustar_mut().expect("ustar header");
     ustar.name = [0; 100];
     ustar.name[..name.len()].copy_from_slice(name);

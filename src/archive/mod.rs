@@ -196,12 +196,20 @@ impl Drop for Detached {
 
 impl std::ops::Deref for Detached {
     type Target = Encoder;
+    #[expect(
+        clippy::expect_used,
+        reason = "only `finish` empties it, and it consumes it"
+    )]
     fn deref(&self) -> &Encoder {
         self.0.as_ref().expect("not finished")
     }
 }
 
 impl std::ops::DerefMut for Detached {
+    #[expect(
+        clippy::expect_used,
+        reason = "only `finish` empties it, and it consumes it"
+    )]
     fn deref_mut(&mut self) -> &mut Encoder {
         self.0.as_mut().expect("not finished")
     }
@@ -286,8 +294,8 @@ pub fn write_bundle(
     let file = out
         .0
         .take()
-        .expect("finished once")
-        .finish()
+        .ok_or_else(|| std::io::Error::other("the compressor was finished twice"))
+        .and_then(Encoder::finish)
         .map_err(write_error)?;
     file.sync_all().map_err(write_error)?;
     let size = file.metadata().map_err(write_error)?.len();

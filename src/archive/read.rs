@@ -6,6 +6,9 @@
 //! the stream to its end so that the zstd frame checksum (or the gzip CRC) is verified.
 //! The manifest is the first member; [`read_manifest`] decompresses only the start.
 
+// Offsets and sizes here come from files: arithmetic on them is checked.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::fs::File;
 use std::io::{BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
@@ -121,7 +124,7 @@ impl TarReader {
     fn read_exact(&mut self, buffer: &mut [u8]) -> Result<()> {
         match self.inner.read_exact(buffer) {
             Ok(()) => {
-                self.offset += buffer.len() as u64;
+                self.offset = self.offset.saturating_add(buffer.len() as u64);
                 Ok(())
             }
             Err(err) => Err(self.read_error(&err)),
@@ -132,7 +135,7 @@ impl TarReader {
     fn skip(&mut self, count: u64) -> Result<()> {
         let copied = std::io::copy(&mut (&mut self.inner).take(count), &mut std::io::sink())
             .map_err(|err| self.read_error(&err))?;
-        self.offset += copied;
+        self.offset = self.offset.saturating_add(copied);
         if copied != count {
             return Err(self.read_error(&std::io::ErrorKind::UnexpectedEof.into()));
         }
@@ -148,7 +151,12 @@ impl TarReader {
         if self.ended {
             return Ok(None);
         }
-        self.skip(self.remaining + self.padding)?;
+        // `remaining` comes from the header (a PAX size may be any u64).
+        let rest = self
+            .remaining
+            .checked_add(self.padding)
+            .ok_or_else(|| self.bad("a member's size is too large"))?;
+        self.skip(rest)?;
         self.remaining = 0;
         self.padding = 0;
         let mut ext = Extensions::default();
@@ -251,8 +259,9 @@ impl TarReader {
         if read == 0 {
             return Err(self.read_error(&std::io::ErrorKind::UnexpectedEof.into()));
         }
-        self.remaining -= read as u64;
-        self.offset += read as u64;
+        // `read` is at most `want`, which is at most `remaining`.
+        self.remaining = self.remaining.saturating_sub(read as u64);
+        self.offset = self.offset.saturating_add(read as u64);
         Ok(read)
     }
 
@@ -275,8 +284,8 @@ impl TarReader {
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(self.read_error(&err)),
             };
-            trailer += read as u64;
-            self.offset += read as u64;
+            trailer = trailer.saturating_add(read as u64);
+            self.offset = self.offset.saturating_add(read as u64);
             if trailer > TRAILER_LIMIT || buffer[..read].iter().any(|&b| b != 0) {
                 return Err(self.bad(
                     "data follows the end of the archive: the bundle was altered or is not gopack's",
@@ -287,12 +296,17 @@ impl TarReader {
 }
 
 fn padding(size: u64) -> u64 {
-    (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
+    match size.checked_rem(BLOCK as u64).unwrap_or(0) {
+        0 => 0,
+        partial => (BLOCK as u64).saturating_sub(partial),
+    }
 }
 
 fn trim_nul(data: &[u8]) -> &[u8] {
-    let end = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    &data[..end]
+    match data.iter().rposition(|&b| b != 0) {
+        Some(last) => &data[..=last],
+        None => &[],
+    }
 }
 
 /// Values from PAX extended headers and GNU long names for the next member.
@@ -316,15 +330,17 @@ impl Extensions {
                 .ok()
                 .and_then(|text| text.parse().ok())
                 .ok_or("a record with a bad length")?;
-            if len <= space + 1 || len > data.len() || data[len - 1] != b'\n' {
-                return Err("a record with a bad length".into());
-            }
-            let record = &data[space + 1..len - 1];
+            // `LEN key=value\n`: LEN counts the whole record, its own digits included.
+            let record = (len <= data.len() && data.get(len.wrapping_sub(1)) == Some(&b'\n'))
+                .then(|| data.get(space..len.saturating_sub(1)))
+                .flatten()
+                .and_then(|rest| rest.strip_prefix(b" "))
+                .ok_or("a record with a bad length")?;
             let equals = record
                 .iter()
                 .position(|&b| b == b'=')
                 .ok_or("a record without `=`")?;
-            let (key, value) = (&record[..equals], &record[equals + 1..]);
+            let (key, value) = (&record[..equals], &record[equals..][1..]);
             let number = |value: &[u8]| -> std::result::Result<u64, String> {
                 let text = std::str::from_utf8(value).map_err(|_| "a bad number")?;
                 let whole = text.split('.').next().unwrap_or_default();
@@ -363,8 +379,9 @@ fn checksum_matches(block: &[u8; BLOCK]) -> bool {
     let mut signed: i64 = 0;
     for (i, &byte) in block.iter().enumerate() {
         let byte = if (148..156).contains(&i) { b' ' } else { byte };
-        unsigned += u64::from(byte);
-        signed += i64::from(byte as i8);
+        // 512 bytes cannot overflow either sum.
+        unsigned = unsigned.wrapping_add(u64::from(byte));
+        signed = signed.wrapping_add(i64::from(byte as i8));
     }
     stored == unsigned || i64::try_from(stored).is_ok_and(|stored| stored == signed)
 }
@@ -430,12 +447,10 @@ fn number(field: &[u8]) -> std::result::Result<u64, String> {
     }
     let mut value: u64 = 0;
     for &digit in &text[..end] {
-        if !(b'0'..=b'7').contains(&digit) {
-            return Err("not an octal number".into());
-        }
+        let digit = char::from(digit).to_digit(8).ok_or("not an octal number")?;
         value = value
             .checked_mul(8)
-            .and_then(|v| v.checked_add(u64::from(digit - b'0')))
+            .and_then(|v| v.checked_add(u64::from(digit)))
             .ok_or("a number too large")?;
     }
     Ok(value)
@@ -444,15 +459,7 @@ fn number(field: &[u8]) -> std::result::Result<u64, String> {
 /// Reads up to `BLOCK` bytes from the start of `reader` (fewer only at its end).
 fn read_head(reader: &mut dyn Read) -> std::io::Result<Vec<u8>> {
     let mut head = vec![0u8; BLOCK];
-    let mut filled = 0;
-    while filled < BLOCK {
-        match reader.read(&mut head[filled..]) {
-            Ok(0) => break,
-            Ok(read) => filled += read,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
+    let filled = crate::stream::read_full(reader, &mut head)?;
     head.truncate(filled);
     Ok(head)
 }
@@ -718,7 +725,8 @@ pub fn read_leading(reader: &mut TarReader) -> Result<Leading> {
                 let mut bytes = vec![0u8; member.size as usize];
                 let mut filled = 0;
                 while filled < bytes.len() {
-                    filled += reader.read_content(&mut bytes[filled..])?;
+                    let read = reader.read_content(&mut bytes[filled..])?;
+                    filled = filled.saturating_add(read);
                 }
                 let manifest =
                     Manifest::from_json(&bytes).map_err(|message| reader.bad(message))?;
@@ -902,6 +910,26 @@ mod tests {
         bytes.extend_from_slice(&[b'9'; 512]);
         let err = reader(bytes).next_member().unwrap_err().to_string();
         assert!(err.contains("at most"), "{err}");
+    }
+
+    #[test]
+    fn a_pax_size_at_the_top_of_u64_is_an_error_not_an_overflow() {
+        // A PAX record can declare any u64 size; skipping such a member's content and padding
+        // must not wrap around to a small count (or panic).
+        let record = "29 size=18446744073709551615\n";
+        let mut pax = tar::Header::new_ustar();
+        pax.set_entry_type(EntryType::XHeader);
+        pax.set_size(record.len() as u64);
+        pax.set_cksum();
+        let mut bytes = pax.as_bytes().to_vec();
+        bytes.extend_from_slice(record.as_bytes());
+        bytes.resize(1024, 0);
+        bytes.extend(archive(&[(b"a", EntryType::Regular, b"", b"abc")]));
+        let mut tar = reader(bytes);
+        let huge = tar.next_member().unwrap().unwrap();
+        assert_eq!(huge.size, u64::MAX);
+        let err = tar.next_member().unwrap_err().to_string();
+        assert!(err.contains("too large"), "{err}");
     }
 
     #[test]

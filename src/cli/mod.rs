@@ -48,10 +48,13 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Create(args) => {
-            let sub = matches
+            // clap matched `create`, so its matches are there; without them no rule is lost
+            // either, since `args` holds none in order.
+            let rules = matches
                 .subcommand_matches("create")
-                .expect("create matched");
-            run_create(*args, filter_order(sub))
+                .map(filter_order)
+                .unwrap_or_default();
+            run_create(*args, rules)
         }
         Command::Inspect(args) => run_inspect(args),
         Command::Unpack(args) => run_unpack(args),
@@ -344,7 +347,7 @@ fn run_create(args: CreateArgs, rules: Vec<(usize, RuleKind, String)>) -> Result
     reporter.finish();
     let summary = result?;
     if json {
-        print_stdout(&serde_json::to_string_pretty(&summary).expect("summary serializes"));
+        print_json(&summary)?;
     } else if !quiet {
         eprintln!(
             "packed {} ({} conda, {} pip packages; {} Go binaries; {} files to relocate; {} bytecode files keep the old path for tracebacks) into {} ({}) in {:.1}s",
@@ -411,14 +414,14 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
         None => gopack::archive::read::read_manifest(&args.bundle)?,
     };
     if args.json {
-        let mut value = serde_json::to_value(&manifest).expect("manifest serializes");
+        let mut value = serde_json::to_value(&manifest).map_err(json_error)?;
         if let (Some(image), Some(object)) = (&image, value.as_object_mut()) {
             object.insert(
                 "image".into(),
-                serde_json::to_value(image).expect("image summary serializes"),
+                serde_json::to_value(image).map_err(json_error)?,
             );
         }
-        print_stdout(&serde_json::to_string_pretty(&value).expect("manifest serializes"));
+        print_json(&value)?;
         return Ok(());
     }
     // Every string below comes from the bundle: escaped, it cannot drive the terminal.
@@ -529,6 +532,18 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
 /// A message with every control character but its line breaks escaped: names from bundles
 /// and paths from the command line are escaped where they are put into messages, and this is
 /// the last line of defence before the terminal.
+/// Prints `value` as pretty JSON to stdout.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    print_stdout(&serde_json::to_string_pretty(value).map_err(json_error)?);
+    Ok(())
+}
+
+/// Serialising gopack's own values cannot fail; were it to, the command fails rather than
+/// printing half a document.
+fn json_error(err: serde_json::Error) -> Error {
+    Error::io("cannot serialise the JSON output", err.into())
+}
+
 /// Prints to stdout; a closed pipe (`gopack inspect | head`) is not an error.
 fn print_stdout(text: &str) {
     let mut stdout = std::io::stdout().lock();

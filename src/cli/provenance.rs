@@ -120,7 +120,7 @@ pub(super) fn run_verify(args: VerifyArgs) -> Result<(), Error> {
     let report = gopack::provenance::verify::verify(&VerifyOptions { dir, bundle }, &cancel)?;
     let seconds = started.elapsed().as_secs_f64();
     if json {
-        print_stdout(&serde_json::to_string_pretty(&report).expect("the report serializes"));
+        super::print_json(&report)?;
     } else {
         let listing = listing(&report);
         if !listing.is_empty() {

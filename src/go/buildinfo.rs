@@ -4,6 +4,9 @@
 //! version and the module info, framed by 16-byte sentinels. The module info lines are those
 //! `go version -m` prints: `path`, `mod`, `dep`, `=>` (replacement) and `build KEY=VALUE`.
 
+// Offsets and sizes here come from files: arithmetic on them is checked.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::os::unix::fs::FileExt;
 
 use serde::{Deserialize, Serialize};
@@ -108,34 +111,33 @@ pub fn parse(bytes: &[u8]) -> Result<BuildInfo, BuildInfoError> {
     if !version.starts_with("go") {
         return Err(BuildInfoError::NotHere);
     }
-    let modinfo = if modinfo.len() >= 2 * SENTINEL_LEN {
-        &modinfo[SENTINEL_LEN..modinfo.len() - SENTINEL_LEN]
-    } else {
-        &[][..]
-    };
+    // The module info sits between two 16-byte sentinels.
+    let modinfo = modinfo
+        .len()
+        .checked_sub(SENTINEL_LEN)
+        .and_then(|end| modinfo.get(SENTINEL_LEN..end))
+        .unwrap_or_default();
     let mut info = parse_modinfo(&String::from_utf8_lossy(modinfo));
     info.go_version = version;
     Ok(info)
 }
 
+/// A uvarint length, then that many bytes; `rest` moves past them.
 fn read_string<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     let mut length: u64 = 0;
-    let mut shift = 0;
-    let mut used: usize = 0;
-    for &byte in rest.iter() {
-        used += 1;
-        length |= u64::from(byte & 0x7f) << shift;
+    let mut shift: u32 = 0;
+    let mut last = None;
+    for (index, &byte) in rest.iter().enumerate() {
+        length |= u64::from(byte & 0x7f).checked_shl(shift)?;
         if byte & 0x80 == 0 {
+            last = Some(index);
             break;
         }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
+        shift = shift.checked_add(7).filter(|shift| *shift <= 63)?;
     }
-    let length = usize::try_from(length).ok()?;
-    let string = rest.get(used..used.checked_add(length)?)?;
-    *rest = &rest[used + length..];
+    let (_, after) = rest.split_at_checked(last?.checked_add(1)?)?;
+    let (string, after) = after.split_at_checked(usize::try_from(length).ok()?)?;
+    *rest = after;
     Some(string)
 }
 

@@ -64,11 +64,7 @@ pub fn build(inputs: Inputs<'_>) -> Value {
         history,
         annotations,
     } = inputs;
-    let mut config = base.cloned().unwrap_or_else(|| json!({}));
-    if !config.is_object() {
-        config = json!({});
-    }
-    let object = config.as_object_mut().expect("an object");
+    let mut object = into_object(base.cloned());
     // What described the base's build container does not describe this image.
     for stale in [
         "container",
@@ -87,11 +83,7 @@ pub fn build(inputs: Inputs<'_>) -> Value {
             object.insert("variant".into(), variant.clone().into());
         }
     }
-    let run = object.entry("config").or_insert_with(|| json!({}));
-    if !run.is_object() {
-        *run = json!({});
-    }
-    let run = run.as_object_mut().expect("an object");
+    let mut run = into_object(object.remove("config"));
 
     let mut env: Vec<String> = super::inspect::strings(run.get("Env"));
     let bin = format!("{dest}/bin");
@@ -150,17 +142,15 @@ pub fn build(inputs: Inputs<'_>) -> Value {
     if let Some(dir) = &image.workdir {
         run.insert("WorkingDir".into(), dir.clone().into());
     }
-    let labels = run.entry("Labels").or_insert_with(|| json!({}));
-    if !labels.is_object() {
-        *labels = json!({});
-    }
-    let labels = labels.as_object_mut().expect("an object");
+    let mut labels = into_object(run.remove("Labels"));
     for (key, value) in annotations {
         labels.insert(key.clone(), value.clone());
     }
     for (key, value) in &image.labels {
         labels.insert(key.clone(), value.clone().into());
     }
+    run.insert("Labels".into(), labels.into());
+    object.insert("config".into(), run.into());
 
     object.insert(
         "rootfs".into(),
@@ -173,5 +163,13 @@ pub fn build(inputs: Inputs<'_>) -> Value {
         .unwrap_or_default();
     all_history.extend(history);
     object.insert("history".into(), all_history.into());
-    config
+    object.into()
+}
+
+/// `value` when it is a JSON object, else a new empty one: a base's config may hold anything.
+fn into_object(value: Option<Value>) -> serde_json::Map<String, Value> {
+    match value {
+        Some(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
 }

@@ -513,7 +513,7 @@ pub fn write_image(
         history,
         annotations: &annotations,
     });
-    let config_bytes = serde_json::to_vec(&config).expect("a JSON value serializes");
+    let config_bytes = json_bytes(&config)?;
     let config_digest = digest_of(&config_bytes);
     out.put_blob(&config_digest, &config_bytes)?;
 
@@ -524,7 +524,7 @@ pub fn write_image(
         "layers": descriptors,
         "annotations": annotations,
     });
-    let manifest_bytes = serde_json::to_vec(&manifest).expect("a JSON value serializes");
+    let manifest_bytes = json_bytes(&manifest)?;
     let digest = digest_of(&manifest_bytes);
     out.put_blob(&digest, &manifest_bytes)?;
 
@@ -544,10 +544,7 @@ pub fn write_image(
         "mediaType": media::OCI_INDEX,
         "manifests": [index_entry],
     });
-    out.put_file(
-        "index.json",
-        &serde_json::to_vec(&index).expect("a JSON value serializes"),
-    )?;
+    out.put_file("index.json", &json_bytes(&index)?)?;
     if write.format == Format::Oci {
         let blob_path =
             |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
@@ -565,10 +562,7 @@ pub fn write_image(
             "RepoTags": [image.tag],
             "Layers": layers,
         }]);
-        out.put_file(
-            "manifest.json",
-            &serde_json::to_vec(&docker).expect("a JSON value serializes"),
-        )?;
+        out.put_file("manifest.json", &json_bytes(&docker)?)?;
     }
     let size = out.finish(output, write.force, cancel)?;
     Ok((
@@ -584,6 +578,13 @@ pub fn write_image(
             config_digest,
         },
     ))
+}
+
+/// A JSON document of the image as bytes. Serialising a `Value` into memory cannot fail; were
+/// it to, the image is not written.
+fn json_bytes(value: &Value) -> crate::Result<Vec<u8>> {
+    serde_json::to_vec(value)
+        .map_err(|err| crate::Error::io("cannot serialise the image's JSON", err.into()))
 }
 
 /// The prefix the plan's files were relocated to: `.gopack/prefix`, which `--dest-prefix`

@@ -4,6 +4,9 @@
 //! one; text follows the rule of [`super::text`], binary C strings are rendered from their
 //! recorded pieces and NUL-padded to their room.
 
+// Offsets and sizes here come from files: arithmetic on them is checked.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
@@ -79,17 +82,24 @@ impl<R: Read> Read for PatchedReader<R> {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         let read = self.inner.read(buffer)?;
         let start = self.position;
-        let end = start + read as u64;
+        let end = start.saturating_add(read as u64);
         for patch in &self.patches {
             let patch_end = patch.offset.saturating_add(patch.bytes.len() as u64);
             if patch_end <= start || patch.offset >= end {
                 continue;
             }
-            let from = patch.offset.max(start);
-            let to = patch_end.min(end);
-            buffer[(from - start) as usize..(to - start) as usize].copy_from_slice(
-                &patch.bytes[(from - patch.offset) as usize..(to - patch.offset) as usize],
-            );
+            // The overlap of this read and the patch, in each one's own coordinates: both
+            // differences are within a buffer's length, as the checks above ensure.
+            let (from, to) = (patch.offset.max(start), patch_end.min(end));
+            let in_buffer =
+                (from.saturating_sub(start) as usize)..(to.saturating_sub(start) as usize);
+            let in_patch = (from.saturating_sub(patch.offset) as usize)
+                ..(to.saturating_sub(patch.offset) as usize);
+            if let (Some(target), Some(bytes)) =
+                (buffer.get_mut(in_buffer), patch.bytes.get(in_patch))
+            {
+                target.copy_from_slice(bytes);
+            }
         }
         self.position = end;
         Ok(read)
@@ -136,9 +146,10 @@ impl<R: Read> Read for RewritingReader<R> {
                 self.rewriter.feed(&self.input[..read], &mut self.output);
             }
         }
-        let count = buffer.len().min(self.output.len() - self.taken);
-        buffer[..count].copy_from_slice(&self.output[self.taken..self.taken + count]);
-        self.taken += count;
+        let pending = self.output.get(self.taken..).unwrap_or_default();
+        let count = buffer.len().min(pending.len());
+        buffer[..count].copy_from_slice(&pending[..count]);
+        self.taken = self.taken.saturating_add(count);
         Ok(count)
     }
 }
@@ -218,7 +229,12 @@ pub(super) fn plan_changes<'a>(
 ) -> Result<(Vec<Planned<'a>>, Vec<ByteString>)> {
     check_target(to)?;
     relocation.check_fits(to)?;
-    let mut changes = Vec::with_capacity(relocation.text.len() + relocation.binary.len());
+    let mut changes = Vec::with_capacity(
+        relocation
+            .text
+            .len()
+            .saturating_add(relocation.binary.len()),
+    );
     let mut broken = Vec::new();
     for record in &relocation.text {
         changes.push(Planned {
@@ -435,7 +451,7 @@ pub fn relocate_tree(
         if planned.path.0.ends_with(b".py") {
             drop_bytecode(&file);
         }
-        summary.files += 1;
+        summary.files = summary.files.saturating_add(1);
     }
     Ok(summary)
 }

@@ -4,6 +4,9 @@
 //! (plus its terminator) that fits; for files conda-build compiled under a 255-byte placeholder
 //! the installer left that room as NUL padding, so targets longer than the source prefix fit.
 
+// Offsets and sizes here come from files: arithmetic on them is checked.
+#![deny(clippy::arithmetic_side_effects)]
+
 use serde::{Deserialize, Serialize};
 
 use super::bytes::ByteString;
@@ -86,27 +89,34 @@ pub fn slot_at(
     placeholder_len: Option<usize>,
 ) -> Option<CStringSlot> {
     let local = usize::try_from(hit.checked_sub(window_start)?).ok()?;
-    if local + prefix.len() > window.len() {
+    if local.checked_add(prefix.len())? > window.len() {
         return None;
     }
-    let start = window[..local].iter().rposition(|&c| c == 0).map_or_else(
-        || if window_start == 0 { Some(0) } else { None },
-        |nul| Some(nul + 1),
-    )?;
-    let end = local + memchr::memchr(0, &window[local..])?;
+    let start = match window[..local].iter().rposition(|&c| c == 0) {
+        Some(nul) => nul.checked_add(1)?,
+        None if window_start == 0 => 0,
+        None => return None,
+    };
+    let end = local.checked_add(memchr::memchr(0, &window[local..])?)?;
     let string = &window[start..end];
     let pieces: Vec<ByteString> = split_at_prefix(string, prefix);
-    let occurrences = pieces.len() - 1;
-    let mut room = string.len() as u64 + 1;
-    if let Some(placeholder_len) = placeholder_len.filter(|&len| len > prefix.len()) {
-        let padding = occurrences * (placeholder_len - prefix.len());
-        let padded_end = end + 1 + padding;
-        if padded_end <= window.len() && window[end..padded_end].iter().all(|&c| c == 0) {
-            room += padding as u64;
+    let occurrences = pieces.len().saturating_sub(1);
+    let mut room = u64::try_from(string.len()).ok()?.checked_add(1)?;
+    // The placeholder's length comes from a conda-meta record: every step is checked.
+    let shortfall = placeholder_len
+        .and_then(|len| len.checked_sub(prefix.len()))
+        .filter(|&extra| extra > 0);
+    if let Some(padding) = shortfall.and_then(|extra| occurrences.checked_mul(extra)) {
+        let padded = end
+            .checked_add(1)
+            .and_then(|after| after.checked_add(padding))
+            .and_then(|padded_end| window.get(end..padded_end));
+        if padded.is_some_and(|bytes| bytes.iter().all(|&c| c == 0)) {
+            room = room.checked_add(u64::try_from(padding).ok()?)?;
         }
     }
     Some(CStringSlot {
-        offset: window_start + start as u64,
+        offset: window_start.checked_add(u64::try_from(start).ok()?)?,
         room,
         pieces,
     })
@@ -117,7 +127,7 @@ fn split_at_prefix(string: &[u8], prefix: &[u8]) -> Vec<ByteString> {
     let mut last = 0;
     for hit in memchr::memmem::find_iter(string, prefix) {
         pieces.push(ByteString(string[last..hit].to_vec()));
-        last = hit + prefix.len();
+        last = hit.saturating_add(prefix.len());
     }
     pieces.push(ByteString(string[last..].to_vec()));
     pieces

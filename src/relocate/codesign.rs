@@ -17,6 +17,9 @@
 //! CMS signature no longer matches: only ad-hoc signatures stay valid, which is what conda
 //! packages for macOS carry (the linker's or `codesign -s -`).
 
+// Offsets and sizes here come from files: arithmetic on them is checked.
+#![deny(clippy::arithmetic_side_effects)]
+
 use sha2::Digest;
 
 use super::Patch;
@@ -108,14 +111,20 @@ pub fn resign_slice(
         return Err(unsupported("signature index too long"));
     }
     let mut patches = Vec::new();
-    let mut directories = 0;
+    let mut directories = 0usize;
+    // Every offset below comes from the file; each step is checked.
+    let out_of_range = || unsupported("an offset out of range");
     for index in 0..count {
-        let at = be32(blob, 12 + index * 8 + 4)? as usize;
+        let entry = index
+            .checked_mul(8)
+            .and_then(|at| at.checked_add(16))
+            .ok_or_else(out_of_range)?;
+        let at = be32(blob, entry)? as usize;
         if be32(blob, at)? != CODE_DIRECTORY {
             continue;
         }
-        directories += 1;
-        let cd_len = be32(blob, at + 4)? as usize;
+        directories = directories.saturating_add(1);
+        let cd_len = be32(blob, at.checked_add(4).ok_or_else(out_of_range)?)? as usize;
         let cd = at
             .checked_add(cd_len)
             .and_then(|end| blob.get(at..end))
@@ -162,13 +171,25 @@ pub fn resign_slice(
             .filter(|&end| end <= cd.len())
             .ok_or_else(|| unsupported("code slots outside the code directory"))?;
         for slot in 0..code_slots {
-            let start = slot * page;
-            let end = (start + page).min(code_limit);
-            let new = hash(hash_type, &slice[start..end])?;
-            let at_cd = hash_offset + slot * hash_size;
-            if cd[at_cd..at_cd + hash_size] != new[..] {
+            let start = slot.checked_mul(page).ok_or_else(out_of_range)?;
+            let end = start.saturating_add(page).min(code_limit);
+            let page_bytes = slice.get(start..end).ok_or_else(out_of_range)?;
+            let new = hash(hash_type, page_bytes)?;
+            let at_cd = slot
+                .checked_mul(hash_size)
+                .and_then(|at| at.checked_add(hash_offset))
+                .ok_or_else(out_of_range)?;
+            let stored = at_cd
+                .checked_add(hash_size)
+                .and_then(|end| cd.get(at_cd..end))
+                .ok_or_else(out_of_range)?;
+            if stored != &new[..] {
+                let in_slice = offset
+                    .checked_add(at)
+                    .and_then(|sum| sum.checked_add(at_cd))
+                    .ok_or_else(out_of_range)?;
                 patches.push(Patch {
-                    offset: base + (offset + at + at_cd) as u64,
+                    offset: base.checked_add(in_slice as u64).ok_or_else(out_of_range)?,
                     bytes: new,
                 });
             }
@@ -181,6 +202,7 @@ pub fn resign_slice(
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

@@ -3,6 +3,9 @@
 //! program headers, the dynamic segment and the strings themselves are read, so memory does not
 //! grow with the file.
 
+// Offsets and sizes here come from files: arithmetic on them is checked.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::os::unix::fs::FileExt;
 
 use goblin::container::{Container, Ctx};
@@ -46,7 +49,7 @@ fn read_search_paths(file: &std::fs::File) -> Option<Vec<SearchPath>> {
     let ident = read_at(file, 0, 64)?;
     let header = goblin::elf::Elf::parse_header(&ident).ok()?;
     let ctx = context(&header)?;
-    let phdr_bytes = usize::from(header.e_phentsize) * usize::from(header.e_phnum);
+    let phdr_bytes = usize::from(header.e_phentsize).checked_mul(usize::from(header.e_phnum))?;
     if phdr_bytes == 0 || phdr_bytes > 1 << 20 {
         return None;
     }
@@ -57,10 +60,11 @@ fn read_search_paths(file: &std::fs::File) -> Option<Vec<SearchPath>> {
         return None;
     }
     let raw = read_at(file, dynamic.p_offset, dynamic.p_filesz as usize)?;
-    let word = if ctx.container == Container::Big {
-        8
+    // A dynamic entry is a tag and a value, each a word.
+    let (word, entry_len): (usize, usize) = if ctx.container == Container::Big {
+        (8, 16)
     } else {
-        4
+        (4, 8)
     };
     let little = ctx.le.is_little();
     // `bytes` is always `word` long (chunks_exact below); a short slice reads as zero.
@@ -81,7 +85,7 @@ fn read_search_paths(file: &std::fs::File) -> Option<Vec<SearchPath>> {
     };
     let mut strtab_address = None;
     let mut string_entries = Vec::new();
-    for pair in raw.chunks_exact(word * 2) {
+    for pair in raw.chunks_exact(entry_len) {
         let tag = read_word(&pair[..word]);
         let value = read_word(&pair[word..]);
         match tag {
@@ -95,23 +99,33 @@ fn read_search_paths(file: &std::fs::File) -> Option<Vec<SearchPath>> {
     let load = phdrs.iter().find(|p| {
         p.p_type == PT_LOAD
             && strtab_address >= p.p_vaddr
-            && strtab_address < p.p_vaddr + p.p_filesz
+            && p.p_vaddr
+                .checked_add(p.p_filesz)
+                .is_some_and(|end| strtab_address < end)
     })?;
-    let strtab_offset = strtab_address - load.p_vaddr + load.p_offset;
+    // Addresses and offsets come from the file: every step is checked.
+    let strtab_offset = strtab_address
+        .checked_sub(load.p_vaddr)?
+        .checked_add(load.p_offset)?;
     let mut paths = Vec::new();
     for &(tag, value) in &string_entries {
         if tag != DT_RPATH && tag != DT_RUNPATH {
             continue;
         }
-        let offset = strtab_offset + value;
+        let Some(offset) = strtab_offset.checked_add(value) else {
+            continue;
+        };
         let chunk = read_at(file, offset, 4096).or_else(|| {
             let size = file.metadata().ok()?.len();
             read_at(file, offset, size.checked_sub(offset)? as usize)
         })?;
         let len = memchr::memchr(0, &chunk)?;
-        let shared = string_entries
-            .iter()
-            .any(|&(_, other)| other > value && other <= value + len as u64);
+        let shared = string_entries.iter().any(|&(_, other)| {
+            other > value
+                && value
+                    .checked_add(len as u64)
+                    .is_some_and(|end| other <= end)
+        });
         paths.push(SearchPath {
             offset,
             value: chunk[..len].to_vec(),

@@ -11,6 +11,9 @@
 //! 5. Write the journal, rename every staged file into place, relink hard links, drop bytecode of
 //!    rewritten Python sources, record the new prefix in `.gopack/prefix`, remove the journal.
 
+// Offsets and sizes here come from files: arithmetic on them is checked.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -82,7 +85,7 @@ pub fn relocate_in_place(root: &Path, cancel: &AtomicBool) -> Result<InPlace> {
         return Err(err);
     }
     apply::write_state(root, JOURNAL, &to)?;
-    let files = commit(root, &relocation)? + finished;
+    let files = commit(root, &relocation)?.saturating_add(finished);
     apply::write_state(root, PREFIX_STATE, &to)?;
     remove_if_present(&root.join(JOURNAL))?;
     Ok(InPlace::Relocated {
@@ -173,7 +176,9 @@ fn check_records(root: &Path, relocation: &Relocation) -> Result<()> {
         .into());
     }
     // Text records come first in `records`; the sizes left are the binary records' files.
-    let binary_sizes = &sizes[sizes.len() - relocation.binary.len()..];
+    let binary_sizes = sizes
+        .get(sizes.len().saturating_sub(relocation.binary.len())..)
+        .unwrap_or_default();
     for (record, &size) in relocation.binary.iter().zip(binary_sizes) {
         for slot in &record.slots {
             slot.check_inside(size).map_err(|reason| {
@@ -222,12 +227,12 @@ fn stage(root: &Path, planned: &Planned<'_>, from: &[u8], to: &[u8]) -> Result<(
 /// Renames every staged file into place, relinks its other names and drops bytecode of a
 /// rewritten Python source. Idempotent: a file already renamed is skipped, links are made again.
 fn commit(root: &Path, relocation: &Relocation) -> Result<u64> {
-    let mut renamed = 0;
+    let mut renamed: u64 = 0;
     for (path, links) in records(relocation) {
         let file = apply::record_path(root, &path.0)?;
         let staged = staged_path(&file);
         match fs_err::rename(&staged, &file) {
-            Ok(()) => renamed += 1,
+            Ok(()) => renamed = renamed.saturating_add(1),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => {
                 return Err(Error::io(

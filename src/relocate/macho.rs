@@ -13,6 +13,9 @@
 //! time, by `gopack unpack` and by `--dest-prefix`. Mach-O binaries are at most some hundreds of
 //! MiB; text and other binaries are still streamed.
 
+// Offsets and sizes here come from files: arithmetic on them is checked.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::os::unix::fs::FileExt;
 
 use goblin::mach::load_command::CommandVariant;
@@ -91,8 +94,13 @@ pub fn slices(data: &[u8]) -> std::io::Result<Vec<Slice>> {
     }])
 }
 
-fn slice_of(data: &[u8], slice: Slice) -> &[u8] {
-    &data[slice.offset as usize..(slice.offset + slice.size) as usize]
+fn slice_of(data: &[u8], slice: Slice) -> std::io::Result<&[u8]> {
+    let end = slice.offset.checked_add(slice.size);
+    usize::try_from(slice.offset)
+        .ok()
+        .zip(end.and_then(|end| usize::try_from(end).ok()))
+        .and_then(|(start, end)| data.get(start..end))
+        .ok_or_else(|| malformed("an architecture lies outside the file"))
 }
 
 /// `LC_CODE_SIGNATURE`: offset and size of the signature, relative to its slice.
@@ -104,13 +112,13 @@ fn parse_slice(
     data: &[u8],
     slice: Slice,
 ) -> std::io::Result<(Vec<LoadPath>, Option<SignatureRange>)> {
-    let bytes = slice_of(data, slice);
+    let bytes = slice_of(data, slice)?;
     let (_, ctx) = goblin::mach::parse_magic_and_ctx(bytes, 0).map_err(malformed)?;
     let ctx = ctx.ok_or_else(|| malformed("no Mach-O magic"))?;
     let header_size = if ctx.container.is_big() { 32 } else { 28 };
     let word = |at: usize| -> std::io::Result<u32> {
         let raw: [u8; 4] = bytes
-            .get(at..at + 4)
+            .get(at..at.saturating_add(4))
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| malformed("truncated header"))?;
         Ok(if ctx.le.is_little() {
@@ -121,7 +129,7 @@ fn parse_slice(
     };
     let (ncmds, sizeofcmds) = (word(16)? as usize, word(20)? as usize);
     let commands = bytes
-        .get(..header_size + sizeofcmds)
+        .get(..sizeofcmds.saturating_add(header_size))
         .ok_or_else(|| malformed("load commands beyond the file"))?;
     if ncmds > sizeofcmds / 8 {
         return Err(malformed("too many load commands"));
@@ -131,7 +139,12 @@ fn parse_slice(
     for _ in 0..ncmds {
         let command = goblin::mach::load_command::LoadCommand::parse(commands, &mut offset, ctx.le)
             .map_err(malformed)?;
-        if offset < command.offset + 8 || offset > commands.len() {
+        if command
+            .offset
+            .checked_add(8)
+            .is_none_or(|least| offset < least)
+            || offset > commands.len()
+        {
             return Err(malformed("a load command size is out of range"));
         }
         load_commands.push(command);
@@ -155,19 +168,27 @@ fn parse_slice(
             }
             _ => continue,
         };
-        let start = command.offset as u64 + u64::from(string);
-        let end = command.offset as u64 + u64::from(size);
-        if string >= size || end > commands.len() as u64 {
-            return Err(malformed("a load command string lies outside its command"));
+        // A command's offset is inside `commands`; its string offset and size are u32s.
+        let outside = || malformed("a load command string lies outside its command");
+        let start = command
+            .offset
+            .checked_add(string as usize)
+            .ok_or_else(outside)?;
+        let end = command
+            .offset
+            .checked_add(size as usize)
+            .ok_or_else(outside)?;
+        if string >= size || end > commands.len() {
+            return Err(outside());
         }
-        let field = &bytes[start as usize..end as usize];
+        let field = &bytes[start..end];
         let Some(len) = memchr::memchr(0, field) else {
             return Err(malformed("a load command string has no NUL"));
         };
         paths.push(LoadPath {
             kind,
-            offset: slice.offset + start,
-            room: end - start,
+            offset: slice.offset.saturating_add(start as u64),
+            room: (end as u64).saturating_sub(start as u64),
             value: field[..len].to_vec(),
         });
     }
@@ -234,9 +255,11 @@ pub fn plan_load_commands(
             continue; // no room for it and its NUL
         }
         let mut bytes = new.clone();
-        bytes.resize(load.value.len().max(new.len()) + 1, 0);
-        plan.covered
-            .push((load.offset, load.offset + load.value.len() as u64));
+        bytes.resize(load.value.len().max(new.len()).saturating_add(1), 0);
+        plan.covered.push((
+            load.offset,
+            load.offset.saturating_add(load.value.len() as u64),
+        ));
         plan.patches.push(Patch {
             offset: load.offset,
             bytes,
@@ -261,11 +284,11 @@ pub fn apply_patches(data: &mut [u8], patches: &[Patch]) {
         let Ok(start) = usize::try_from(patch.offset) else {
             continue;
         };
-        if start >= data.len() {
+        let Some(target) = data.get_mut(start..) else {
             continue;
-        }
-        let len = patch.bytes.len().min(data.len() - start);
-        data[start..start + len].copy_from_slice(&patch.bytes[..len]);
+        };
+        let len = patch.bytes.len().min(target.len());
+        target[..len].copy_from_slice(&patch.bytes[..len]);
     }
 }
 
@@ -286,7 +309,11 @@ pub fn signature_patches(data: &[u8]) -> (Vec<Patch>, Option<String>) {
         let Some(signature) = signature else {
             continue;
         };
-        match super::codesign::resign_slice(slice_of(data, slice), slice.offset, signature) {
+        let bytes = match slice_of(data, slice) {
+            Ok(bytes) => bytes,
+            Err(err) => return (Vec::new(), Some(err.to_string())),
+        };
+        match super::codesign::resign_slice(bytes, slice.offset, signature) {
             Ok(new) => patches.extend(new),
             Err(err) => return (Vec::new(), Some(err.to_string())),
         }

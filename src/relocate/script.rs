@@ -4,6 +4,9 @@
 //! holds. [`parse_records`] reads them back for the native relocator that the script runs when
 //! the host can execute it ([`super::in_place`]), so both apply one set of records.
 
+// Offsets and sizes here come from files: arithmetic on them is checked.
+#![deny(clippy::arithmetic_side_effects)]
+
 use super::{BinaryRecord, ByteString, CStringSlot, Quoting, Relocation, ShebangLine, TextRecord};
 
 /// `bin/gopack-unpack`.
@@ -11,7 +14,7 @@ pub const UNPACK: &str = include_str!("gopack-unpack.sh");
 
 /// Quotes bytes for POSIX sh: single quotes, with `'` written as `'\''`.
 pub fn sh_quote(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + 2);
+    let mut out = Vec::with_capacity(bytes.len().saturating_add(2));
     out.push(b'\'');
     out.extend_from_slice(&super::Quoting::Sh.escape(bytes));
     out.push(b'\'');
@@ -92,31 +95,32 @@ pub fn records(relocation: &Relocation) -> Vec<u8> {
 fn split_line(input: &[u8]) -> Result<(Vec<Vec<u8>>, &[u8]), String> {
     let mut words = Vec::new();
     let mut word: Option<Vec<u8>> = None;
-    let mut at = 0;
+    let mut rest = input;
     loop {
-        let Some(&byte) = input.get(at) else {
+        let Some((&byte, after)) = rest.split_first() else {
             return Err("the last line does not end".into());
         };
-        at += 1;
+        rest = after;
         match byte {
             b'\n' => {
                 words.extend(word.take());
-                return Ok((words, &input[at..]));
+                return Ok((words, rest));
             }
             b' ' => words.extend(word.take()),
             b'\'' => {
-                let close = memchr::memchr(b'\'', &input[at..])
+                let close = memchr::memchr(b'\'', rest)
                     .ok_or_else(|| "a quote is not closed".to_string())?;
-                word.get_or_insert_with(Vec::new)
-                    .extend_from_slice(&input[at..at + close]);
-                at += close + 1;
+                let (quoted, after) = rest.split_at(close);
+                word.get_or_insert_with(Vec::new).extend_from_slice(quoted);
+                // `after` starts with the closing quote.
+                rest = after.get(1..).unwrap_or_default();
             }
             b'\\' => {
-                let &escaped = input
-                    .get(at)
+                let (&escaped, after) = rest
+                    .split_first()
                     .ok_or_else(|| "a backslash ends the input".to_string())?;
                 word.get_or_insert_with(Vec::new).push(escaped);
-                at += 1;
+                rest = after;
             }
             other => word.get_or_insert_with(Vec::new).push(other),
         }
@@ -140,17 +144,22 @@ pub fn parse_records(mut input: &[u8]) -> Result<Relocation, String> {
     }
     let mut last = Last::None;
     while !input.is_empty() {
-        line += 1;
+        line = line.saturating_add(1);
         if input.starts_with(b"#") {
             let end = memchr::memchr(b'\n', input).ok_or("the last line does not end")?;
-            input = &input[end + 1..];
+            input = input
+                .get(end..)
+                .and_then(|rest| rest.get(1..))
+                .unwrap_or_default();
             continue;
         }
         let (words, rest) = split_line(input).map_err(|err| format!("line {line}: {err}"))?;
-        line += words
+        let newlines = words
             .iter()
-            .map(|word| word.iter().filter(|&&byte| byte == b'\n').count())
-            .sum::<usize>();
+            .flat_map(|word| word.iter())
+            .filter(|&&byte| byte == b'\n')
+            .count();
+        line = line.saturating_add(newlines);
         input = rest;
         let bad = || format!("line {line}: not a relocation record");
         let number = |word: &[u8]| -> Result<u64, String> {

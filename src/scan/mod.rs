@@ -153,6 +153,10 @@ pub fn scan(env: &CondaEnv, options: &ScanOptions, reporter: &dyn Reporter) -> R
                 path,
             }
         })?;
+        #[expect(
+            clippy::expect_used,
+            reason = "walkdir yields paths under the root it walks"
+        )]
         let relative = item
             .path()
             .strip_prefix(prefix)

@@ -21,6 +21,7 @@ pub fn activate(prefix: &[u8]) -> Vec<u8> {
     let quoted = sh_quote(prefix);
     // The template already has the quotes around the placeholder.
     let inner = &quoted[1..quoted.len() - 1];
+    #[expect(clippy::expect_used, reason = "a unit test renders the template")]
     let (before, after) = ACTIVATE
         .split_once("@RECORDED_PREFIX@")
         .expect("template has the placeholder");

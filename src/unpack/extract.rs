@@ -3,6 +3,9 @@
 //! a file's content is read only up to its declared size and hashed while it is written, and
 //! every listed entry must arrive. Only the manifest itself is unlisted.
 
+// Offsets and sizes here come from files: arithmetic on them is checked.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::Write;
@@ -71,16 +74,15 @@ pub(super) fn symlink_stays_inside(link: &Path, target: &[u8]) -> bool {
     if target.is_empty() || target.starts_with(b"/") {
         return false;
     }
-    let mut depth: i64 = link.components().count() as i64 - 1;
+    // How many directories deep the link's own directory is.
+    let mut depth = link.components().count().saturating_sub(1);
     for component in Path::new(OsStr::from_bytes(target)).components() {
         match component {
-            Component::Normal(_) => depth += 1,
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
+            Component::Normal(_) => depth = depth.saturating_add(1),
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return false,
+            },
             Component::CurDir => {}
             _ => return false,
         }
@@ -253,7 +255,7 @@ impl<'a> Extractor<'a> {
         drop(bytes);
         self.set_file_meta(&target, leading.member.mode, leading.member.mtime)?;
         self.arrived.insert(relative.0, "file");
-        self.entries += 1;
+        self.entries = self.entries.saturating_add(1);
         Ok(())
     }
 
@@ -344,7 +346,7 @@ impl<'a> Extractor<'a> {
                     )));
                 }
                 self.set_file_meta(&target, member.mode, member.mtime)?;
-                self.verified += 1;
+                self.verified = self.verified.saturating_add(1);
             }
             MemberKind::Symlink => {
                 if record.target.as_ref().map(|t| t.0.as_slice()) != Some(&member.link[..]) {
@@ -363,7 +365,7 @@ impl<'a> Extractor<'a> {
             MemberKind::Other(_) => unreachable!("refused above"),
         }
         self.arrived.insert(relative.0, record.kind.as_str());
-        self.entries += 1;
+        self.entries = self.entries.saturating_add(1);
         Ok(())
     }
 

@@ -173,6 +173,10 @@ pub fn render(sbom: &Sbom) -> Vec<u8> {
             })
             .collect(),
     };
+    #[expect(
+        clippy::expect_used,
+        reason = "a document of strings serialises into memory"
+    )]
     let mut out = serde_json::to_vec_pretty(&bom).expect("the document serializes");
     out.push(b'\n');
     out

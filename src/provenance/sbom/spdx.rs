@@ -215,6 +215,10 @@ pub fn render(sbom: &Sbom) -> Vec<u8> {
         packages,
         relationships,
     };
+    #[expect(
+        clippy::expect_used,
+        reason = "a document of strings serialises into memory"
+    )]
     let mut out = serde_json::to_vec_pretty(&document).expect("the document serializes");
     out.push(b'\n');
     out
