@@ -59,9 +59,17 @@ pub enum Error {
 
 /// Lists one item per line, indented, for messages that name several files.
 pub(crate) fn list_lines(lines: &[String]) -> String {
+    indent_lines(lines, "  ")
+}
+
+/// Each of `lines` after `prefix`, one per line.
+pub(crate) fn indent_lines(
+    lines: impl IntoIterator<Item = impl std::fmt::Display>,
+    prefix: &str,
+) -> String {
     lines
-        .iter()
-        .map(|line| format!("  {line}"))
+        .into_iter()
+        .map(|line| format!("{prefix}{line}"))
         .collect::<Vec<_>>()
         .join("\n")
 }

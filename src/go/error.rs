@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, indent_lines};
 
 /// Go toolchain, build and binary problems.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,7 @@ pub enum Error {
     /// The Go command ran and failed: the command line and everything it printed.
     #[error(
         "cannot {what}: the Go command failed\n  command: {command}\n{}",
-        indented(output)
+        indent_lines(output.lines(), "  | ")
     )]
     CommandFailed {
         /// What the command was for.
@@ -82,14 +82,6 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-}
-
-fn indented(output: &str) -> String {
-    output
-        .lines()
-        .map(|line| format!("  | {line}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 impl Error {
