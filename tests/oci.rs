@@ -656,9 +656,17 @@ fn inspect_shows_the_image_and_its_environment() {
             .iter()
             .any(|f| f["path"] == "etc/a.txt")
     );
-    // The layout directory form too.
+    // The layout directory form too, and `create --json` names the image beside the bundle.
     let dir = scratch.path("dir");
-    image_pack(&env, &dir, &["--format", "oci-dir", "--tag", "app:2"]);
+    let summary = image_pack(
+        &env,
+        &dir,
+        &["--format", "oci-dir", "--tag", "app:2", "--json"],
+    );
+    let summary: Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["image"]["digest"], digest.as_str());
+    assert_eq!(summary["image"]["tag"], "app:2");
+    assert_eq!(summary["bundle"]["path"], dir.to_str().unwrap());
     assert_eq!(manifest(&dir)["image"]["digest"], digest.as_str());
     // Bundles are still bundles.
     let bundle = scratch.path("b.tar");
