@@ -18,23 +18,6 @@ use crate::util::synthetic::SyntheticEnv;
 use crate::util::*;
 
 /// A small deterministic generator (xorshift64*), so a failing case can be replayed by its seed.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-}
-
 /// Bytes a path component may hold in these tests: the ones that break naive quoting.
 const AWKWARD: &[&[u8]] = &[
     b"a", b"Z", b"0", b"_", b"-", b".", b"+", b" ", b"'", b"\"", b"$", b"&", b"\\", b"|", b".*",

@@ -7,6 +7,7 @@
 mod create;
 mod create_safety;
 mod engine;
+mod fuzz;
 mod go;
 mod installer;
 mod layout;

@@ -470,13 +470,8 @@ fn hostile_macho_headers_give_errors_not_panics() {
         return;
     }
     let (fixtures, placeholder) = fixtures();
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut random = Random(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || random.next();
     for file in ["bin/app", "bin/app-universal"] {
         let original = std::fs::read(fixtures.join(file)).unwrap();
         for _ in 0..3000 {

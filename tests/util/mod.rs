@@ -110,6 +110,24 @@ fn fixture_sources_digest() -> String {
     hex::encode(hasher.finalize())
 }
 
+/// A small deterministic generator (xorshift) for property tests: the same seed, the same cases.
+pub struct Random(pub u64);
+
+impl Random {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+}
+
 /// A temporary directory that holds one test's environments and bundles.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
