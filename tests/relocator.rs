@@ -337,7 +337,7 @@ fn both_engines_refuse_a_recorded_file_that_is_missing_or_a_symlink_and_change_n
 }
 
 #[test]
-fn the_relocator_refuses_a_recorded_directory_that_leads_out_of_the_environment() {
+fn both_engines_refuse_a_recorded_directory_that_leads_out_of_the_environment() {
     let scratch = Scratch::new();
     let (_, bundle, posix) = packed_small_env(&scratch);
     let dest = scratch.path("dest");
@@ -349,14 +349,32 @@ fn the_relocator_refuses_a_recorded_directory_that_leads_out_of_the_environment(
     std::fs::remove_dir(dest.join("etc")).unwrap();
     std::os::unix::fs::symlink(&outside, dest.join("etc")).unwrap();
     let before = (tree_snapshot(&dest), tree_snapshot(&outside));
-    let output = unpack_script(&dest, &posix, false).output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("etc/app.conf") && stderr.contains("leads out of the environment"),
-        "{stderr}"
-    );
-    assert_eq!((tree_snapshot(&dest), tree_snapshot(&outside)), before);
+    // Both engines: the relocator, and POSIX sh alone.
+    for sh_only in [false, true] {
+        let output = unpack_script(&dest, &posix, sh_only).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("etc/app.conf")
+                && stderr.contains("leads out of the environment")
+                && stderr.contains("nothing was changed"),
+            "sh only: {sh_only}: {stderr}"
+        );
+        assert_eq!((tree_snapshot(&dest), tree_snapshot(&outside)), before);
+    }
+    // A directory linked to another place inside the environment is followed by both.
+    let inside = scratch.path("inside");
+    extract(&bundle, &inside);
+    std::fs::rename(inside.join("etc"), inside.join("etc-real")).unwrap();
+    std::os::unix::fs::symlink("etc-real", inside.join("etc")).unwrap();
+    for sh_only in [false, true] {
+        let copy = scratch.path(&format!("inside-{sh_only}"));
+        run_ok(Command::new("cp").arg("-a").arg(&inside).arg(&copy));
+        let output = unpack_script(&copy, &posix, sh_only).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        let conf = std::fs::read_to_string(copy.join("etc-real/app.conf")).unwrap();
+        assert!(conf.contains(copy.to_str().unwrap()), "{conf}");
+    }
 }
 
 #[test]

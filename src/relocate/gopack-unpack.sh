@@ -220,15 +220,41 @@ gp_len=${#prefix}
 # Check pass: every record, touching nothing.
 gp_failed=
 gp_missing=
-# A recorded file must be a regular file, not a symlink (which the native engines never follow).
-gp_text() {
-  [ -f "$prefix/$1" ] && [ ! -h "$prefix/$1" ] || gp_missing="$gp_missing
-  $1"
+gp_outside=
+# The environment's real path (`x` keeps a name's trailing newline from `$( )`).
+gp_real=$(cd -P "$prefix" && pwd -P && echo x) || gp_die "cannot resolve $prefix"
+gp_real=${gp_real%?x}
+# Whether a directory on the way to the recorded $1 is a symlink leading out of the
+# environment, as the native engines check. Only a symlink costs a subshell.
+gp_leads_out() {
+  gp_rest=$1
+  gp_walk=$prefix
+  while :; do
+    case $gp_rest in */*) ;; *) return 1 ;; esac
+    gp_walk=$gp_walk/${gp_rest%%/*}
+    gp_rest=${gp_rest#*/}
+    if [ -h "$gp_walk" ]; then
+      gp_to=$(cd -P "$prefix/${1%/*}" 2>/dev/null && pwd -P && echo x) || return 1
+      gp_to=${gp_to%?x}
+      case $gp_to/ in "$gp_real"/*) return 1 ;; *) return 0 ;; esac
+    fi
+  done
 }
+# A recorded file must be a regular file, not a symlink (which the native engines never follow),
+# reached without leaving the environment.
+gp_check() {
+  if gp_leads_out "$1"; then
+    gp_outside="$gp_outside
+  $1"
+  elif [ ! -f "$prefix/$1" ] || [ -h "$prefix/$1" ]; then
+    gp_missing="$gp_missing
+  $1"
+  fi
+}
+gp_text() { gp_check "$1"; }
 gp_file() {
   gp_cur=$1
-  [ -f "$prefix/$1" ] && [ ! -h "$prefix/$1" ] || gp_missing="$gp_missing
-  $1"
+  gp_check "$1"
 }
 gp_slot() {
   gp_room=$2
@@ -244,6 +270,9 @@ gp_slot() {
   fi
 }
 . "$gp_records"
+if [ -n "$gp_outside" ]; then
+  gp_die "refusing relocation records whose directory leads out of the environment through a symlink (nothing was changed):$gp_outside"
+fi
 if [ -n "$gp_missing" ]; then
   gp_die "files recorded for relocation are missing or not regular files (nothing was changed):$gp_missing"
 fi
