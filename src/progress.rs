@@ -152,6 +152,16 @@ impl std::fmt::Display for Warning {
     }
 }
 
+impl Warning {
+    /// What a user reads: `warning:` and the message, escaped for the terminal.
+    pub fn report(&self) -> String {
+        format!(
+            "warning: {}",
+            crate::error::terminal_safe(&self.to_string())
+        )
+    }
+}
+
 /// Receives progress and warnings. Every method has a no-op default, so a caller implements
 /// only what it shows. Implementations must be cheap: they are called from worker threads.
 pub trait Reporter: Send + Sync {

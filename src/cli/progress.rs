@@ -64,8 +64,8 @@ impl Reporter for TerminalReporter {
     }
     fn warning(&self, warning: &Warning) {
         if !self.quiet {
-            let text = gopack::error::terminal_safe(&warning.to_string());
-            self.bar.suspend(|| eprintln!("warning: {text}"));
+            let text = warning.report();
+            self.bar.suspend(|| eprintln!("{text}"));
         }
     }
 }

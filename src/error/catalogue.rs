@@ -1,13 +1,14 @@
-//! Every error gopack can report, as the user reads it, pinned in one snapshot
+//! Every error and warning gopack can report, as the user reads it, pinned in one snapshot
 //! (`tests/snapshots/error_catalogue.snap`): one sample of each variant of each stage's error
-//! type, with its causes, hint and exit code.
+//! type, with its causes, hint and exit code, then one of each warning.
 //!
-//! A new variant does not compile until [`name`] knows it; [`ALL`] and [`samples`] sit beside
-//! it, and the test fails until the new variant has a sample.
+//! A new variant does not compile until [`name`] (or [`warning_name`]) knows it; [`ALL`] and
+//! [`samples`] sit beside it, and the test fails until the new variant has a sample.
 
 use std::path::PathBuf;
 
 use crate::Error;
+use crate::progress::Warning;
 use crate::{archive, conda, go, oci, provenance, relocate, scan, unpack};
 
 fn io(path: &str, kind: std::io::ErrorKind, what: &str) -> std::io::Error {
@@ -164,8 +165,8 @@ fn samples() -> Vec<Error> {
         go::Error::BuildThreadPanicked.into(),
         go::Error::Binary {
             path: PathBuf::from("bin/agent"),
-            message: "built for windows/amd64; rebuild it for linux-64, remove it, or pass \
-                      `--allow-foreign-go`"
+            message: "built for win-64 (windows/amd64), but the environment is linux-64; rebuild \
+                      it for linux-64, remove it, or pass `--allow-foreign-go`"
                 .into(),
         }
         .into(),
@@ -378,8 +379,78 @@ const ALL: &[&str] = &[
     "oci::BadImage",
 ];
 
+/// One value of every warning.
+fn warning_samples() -> Vec<Warning> {
+    vec![
+        Warning::MissingFilesIgnored {
+            files: vec![("numpy".into(), "lib/python3.11/numpy/version.py".into())],
+        },
+        Warning::EditableIgnored {
+            found: vec!["lib/python3.11/site-packages/mylib.egg-link → /home/ana/mylib".into()],
+        },
+        Warning::SpecialFileSkipped {
+            path: PathBuf::from("/opt/conda/envs/ml/var/run/app.sock"),
+        },
+        Warning::PrefixLeftAlone {
+            reason: relocate::LeftAloneReason::GoBinary.explain().into(),
+            paths: (0..12).map(|i| format!("bin/tool{i}")).collect(),
+        },
+        Warning::OutsideLinksCopied {
+            links: vec!["etc/ssl/cert.pem → /etc/ssl/certs/ca-certificates.crt".into()],
+        },
+        Warning::Replaced {
+            path: "bin/activate".into(),
+            by: "gopack's own script".into(),
+        },
+        Warning::EnvVarsSkipped {
+            names: vec!["MY-VAR".into()],
+        },
+        Warning::ForeignGoBinary {
+            path: "bin/agent.exe".into(),
+            message: "built for win-64 (windows/amd64), but the environment is linux-64".into(),
+        },
+        Warning::UntrimmedGoBinaries {
+            paths: vec!["bin/health".into()],
+        },
+        Warning::UnwritableShebangs {
+            prefix: "/opt/my app".into(),
+            paths: vec!["bin/tool".into()],
+        },
+    ]
+}
+
+/// Every warning's name; no catch-all, so a new warning must be added here.
+fn warning_name(warning: &Warning) -> &'static str {
+    match warning {
+        Warning::MissingFilesIgnored { .. } => "MissingFilesIgnored",
+        Warning::EditableIgnored { .. } => "EditableIgnored",
+        Warning::SpecialFileSkipped { .. } => "SpecialFileSkipped",
+        Warning::PrefixLeftAlone { .. } => "PrefixLeftAlone",
+        Warning::OutsideLinksCopied { .. } => "OutsideLinksCopied",
+        Warning::Replaced { .. } => "Replaced",
+        Warning::EnvVarsSkipped { .. } => "EnvVarsSkipped",
+        Warning::ForeignGoBinary { .. } => "ForeignGoBinary",
+        Warning::UntrimmedGoBinaries { .. } => "UntrimmedGoBinaries",
+        Warning::UnwritableShebangs { .. } => "UnwritableShebangs",
+    }
+}
+
+/// The names [`warning_name`] gives.
+const ALL_WARNINGS: &[&str] = &[
+    "MissingFilesIgnored",
+    "EditableIgnored",
+    "SpecialFileSkipped",
+    "PrefixLeftAlone",
+    "OutsideLinksCopied",
+    "Replaced",
+    "EnvVarsSkipped",
+    "ForeignGoBinary",
+    "UntrimmedGoBinaries",
+    "UnwritableShebangs",
+];
+
 #[test]
-fn every_error_gopack_reports_is_pinned_with_its_hint_and_exit_code() {
+fn every_error_and_warning_gopack_reports_is_pinned() {
     let samples = samples();
     let named: Vec<&str> = samples.iter().map(name).collect();
     for variant in ALL {
@@ -393,6 +464,14 @@ fn every_error_gopack_reports_is_pinned_with_its_hint_and_exit_code() {
             crate::ErrorKind::Internal => 2,
         };
         text.push_str(&format!("── {variant} (exit {exit})\n{}", err.report("")));
+    }
+    let warnings = warning_samples();
+    let named: Vec<&str> = warnings.iter().map(warning_name).collect();
+    for variant in ALL_WARNINGS {
+        assert!(named.contains(variant), "no sample of warning {variant}");
+    }
+    for (warning, variant) in warnings.iter().zip(&named) {
+        text.push_str(&format!("── warning {variant}\n{}\n", warning.report()));
     }
     insta::with_settings!({
         snapshot_path => "../../tests/snapshots",
