@@ -133,7 +133,7 @@ fn large_manifest() -> gopack::manifest::Manifest {
                 kind: PathKind::File,
                 mode: 0o644,
                 size: Some(4096),
-                sha256: Some(format!("{:064x}", dir * 100 + file)),
+                sha256: gopack::manifest::Sha256::from_hex(&format!("{:064x}", dir * 100 + file)),
                 target: None,
             });
         }

@@ -80,10 +80,50 @@ pub struct FileRecord {
     pub size: Option<u64>,
     /// sha256 of the packed content (files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     /// Link target (symlinks, hard links).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<ByteString>,
+}
+
+/// A sha256 digest, written as 64 lowercase hex digits. Held as its 32 bytes: a manifest of
+/// 250,000 files is ~14 MB smaller in memory than with hex strings.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256(pub [u8; 32]);
+
+impl Sha256 {
+    /// Parses 64 hex digits (either case).
+    pub fn from_hex(text: &str) -> Option<Sha256> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(Sha256(bytes))
+    }
+}
+
+impl std::fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sha256({self})")
+    }
+}
+
+impl Serialize for Sha256 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Sha256::from_hex(&text)
+            .ok_or_else(|| serde::de::Error::custom("a sha256 must be 64 hex digits"))
+    }
 }
 
 /// Totals for people.
@@ -224,7 +264,7 @@ impl Manifest {
             }
             let problem = match record.kind {
                 PathKind::File => match (&record.size, &record.sha256) {
-                    (Some(_), Some(sha)) if is_sha256(sha) => None,
+                    (Some(_), Some(_)) => None,
                     _ => Some("a file needs a size and a sha256 (64 hex digits)".to_string()),
                 },
                 PathKind::Dir => record
@@ -386,10 +426,6 @@ impl Manifest {
         serde_json::to_writer_pretty(&mut out, self)?;
         out.write_all(b"\n")
     }
-}
-
-fn is_sha256(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|c| c.is_ascii_hexdigit())
 }
 
 /// Checks that `path` is a normalised relative path: what [`normalize_path`] returns for it

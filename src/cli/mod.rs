@@ -28,6 +28,7 @@ use std::path::PathBuf;
 
 /// Runs gopack and returns its exit code.
 pub fn main() -> ExitCode {
+    tune_allocator();
     let matches = match Cli::command().try_get_matches() {
         Ok(matches) => matches,
         Err(err) => {
@@ -84,6 +85,20 @@ fn filter_order(matches: &clap::ArgMatches) -> Vec<(usize, RuleKind, String)> {
     }
     rules.sort_by_key(|(index, _, _)| *index);
     rules
+}
+
+/// glibc's defaults cost a large environment tens of megabytes it never uses again: an arena
+/// per thread, each holding what its thread freed, and a threshold for `mmap` that rises with
+/// every large block freed, after which large buffers (a conda-meta record read whole, a
+/// decompressed manifest) stay in the heap. One arena and a fixed threshold: `gopack create` of
+/// 245,000 files peaks at 147 MB instead of 189 MB, no slower on 2 cores (README, Performance).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets malloc's tunables; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
 }
 
 fn report(err: &Error) -> ExitCode {

@@ -353,14 +353,11 @@ impl<W: Write> LayerEncoder<W> {
                 level.clamp(1, 9) as u32,
                 threads,
             )?),
-            LayerCompression::Zstd => {
-                let mut encoder = zstd::Encoder::new(hashed, level)?;
-                encoder.include_checksum(true)?;
-                // At least one worker even for one thread: the output then does not depend on
-                // the thread count (as for bundles).
-                encoder.multithread(threads.max(1) as u32)?;
-                Compressor::Zstd(encoder)
-            }
+            LayerCompression::Zstd => Compressor::Zstd(crate::archive::zstd_encoder(
+                hashed,
+                level,
+                threads.max(1) as u32,
+            )?),
         };
         Ok(LayerEncoder {
             tar: Sha256::new(),

@@ -511,7 +511,7 @@ fn check_file(
         problems: mode_problem(context, record, meta).into_iter().collect(),
         ..Outcome::default()
     };
-    let (Some(size), Some(sha256)) = (record.size, record.sha256.as_deref()) else {
+    let (Some(size), Some(crate::manifest::Sha256(sha256))) = (record.size, record.sha256) else {
         return outcome;
     };
     let change = context
@@ -543,12 +543,10 @@ fn check_file(
     outcome.hashed = true;
     outcome.bytes = meta.len();
     let verdict = match change {
-        None => digest(&file).map(|(sha, _)| {
-            (!hex::encode(sha).eq_ignore_ascii_case(sha256)).then(|| "its content differs".into())
-        }),
-        Some(Change::Binary(binary)) => binary_verdict(context, binary, &file, sha256),
+        None => digest(&file).map(|(sha, _)| (sha != sha256).then(|| "its content differs".into())),
+        Some(Change::Binary(binary)) => binary_verdict(context, binary, &file, &sha256),
         Some(Change::Text(text)) => {
-            text_matches(&file, text, context.from, context.now, size, sha256).map(|same| {
+            text_matches(&file, text, context.from, context.now, size, &sha256).map(|same| {
                 (!same)
                     .then(|| "its content differs (also after taking the relocation back)".into())
             })
@@ -570,7 +568,7 @@ fn binary_verdict(
     context: &Context<'_>,
     record: &BinaryRecord,
     file: &File,
-    sha256: &str,
+    sha256: &[u8; 32],
 ) -> std::io::Result<Option<String>> {
     for slot in &record.slots {
         let Some(expected) = slot.render(context.now) else {
@@ -592,7 +590,7 @@ fn binary_verdict(
         return Ok(Some("its packed strings cannot be rendered".into()));
     };
     let (sha, _) = digest(PatchedReader::new(file, patches))?;
-    Ok((!hex::encode(sha).eq_ignore_ascii_case(sha256)).then(|| "its content differs".into()))
+    Ok((sha != *sha256).then(|| "its content differs".into()))
 }
 
 /// The packed first lines a Python script with `line` may have had (see the module docs).
@@ -628,7 +626,7 @@ fn text_matches(
     from: &[u8],
     now: &[u8],
     size: u64,
-    sha256: &str,
+    sha256: &[u8; 32],
 ) -> std::io::Result<bool> {
     let mut first_lines = vec![Vec::new()];
     if let Some(line) = &record.shebang {
@@ -698,8 +696,7 @@ fn text_matches(
         return Ok(false);
     }
     Ok(first_lines.iter().zip(packed).any(|(line, hasher)| {
-        line.len() as u64 + packed_len == size
-            && hex::encode(hasher.finalize()).eq_ignore_ascii_case(sha256)
+        line.len() as u64 + packed_len == size && <[u8; 32]>::from(hasher.finalize()) == *sha256
     }))
 }
 
@@ -815,7 +812,7 @@ mod tests {
             };
             let first = line.as_ref().map(|line| line.render(now).0);
             let relocated = rewrite_all(&packed, from, now, first);
-            let sha = hex::encode(Sha256::digest(&packed));
+            let sha: [u8; 32] = Sha256::digest(&packed).into();
             let path = dir.path().join("f");
             fs_err::write(&path, &relocated).unwrap();
             let file = File::open(&path).unwrap();

@@ -340,7 +340,7 @@ impl<'a> Extractor<'a> {
                     )));
                 }
                 let sha256 = self.file(reader, &target, &shown, cancel, reporter)?;
-                if record.sha256.as_deref() != Some(sha256.as_str()) {
+                if record.sha256.map(|listed| listed.0) != Some(sha256) {
                     return Err(self.bad(format!(
                         "`{shown}` does not match its sha256 in the manifest: the bundle is corrupt or was altered"
                     )));
@@ -404,7 +404,7 @@ impl<'a> Extractor<'a> {
         shown: &str,
         cancel: &AtomicBool,
         reporter: &dyn Reporter,
-    ) -> Result<String> {
+    ) -> Result<[u8; 32]> {
         let mut file = create_file(target, shown)?;
         let mut hasher = Sha256::new();
         loop {
@@ -420,7 +420,7 @@ impl<'a> Extractor<'a> {
                 .map_err(|source| Error::io(format!("cannot write `{shown}`"), source))?;
             reporter.written(read as u64);
         }
-        Ok(hex::encode(hasher.finalize()))
+        Ok(hasher.finalize().into())
     }
 
     fn hard_link(

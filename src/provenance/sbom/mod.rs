@@ -785,10 +785,10 @@ fn load_bundle(path: &Path) -> Result<Loaded> {
         message,
     };
     // The packed RECORD of each pip distribution, with the sha256 the manifest gives it.
-    let listed: HashMap<&[u8], &str> = manifest
+    let listed: HashMap<&[u8], crate::manifest::Sha256> = manifest
         .files
         .iter()
-        .filter_map(|file| Some((file.path.0.as_slice(), file.sha256.as_deref()?)))
+        .filter_map(|file| Some((file.path.0.as_slice(), file.sha256?)))
         .collect();
     let mut wanted: HashMap<Vec<u8>, (String, String)> = HashMap::new();
     for package in &manifest.pip_packages {
@@ -855,14 +855,14 @@ fn load_dir(root: &Path) -> Result<Loaded> {
             .files
             .iter()
             .find(|file| file.path.0 == relative.as_bytes())
-            .and_then(|file| file.sha256.clone())
+            .and_then(|file| file.sha256)
         else {
             continue;
         };
         let path = root.join(&relative);
         let content = fs_err::read(&path)
             .map_err(|source| Error::io(format!("cannot read `{}`", path.display()), source))?;
-        let matches = |bytes: &[u8]| hex::encode(Sha256::digest(bytes)) == listed;
+        let matches = |bytes: &[u8]| <[u8; 32]>::from(Sha256::digest(bytes)) == listed.0;
         let packed = if matches(&content) {
             content
         } else {
