@@ -91,7 +91,8 @@ fn filter_order(matches: &clap::ArgMatches) -> Vec<(usize, RuleKind, String)> {
 /// per thread, each holding what its thread freed, and a threshold for `mmap` that rises with
 /// every large block freed, after which large buffers (a conda-meta record read whole, a
 /// decompressed manifest) stay in the heap. One arena and a fixed threshold: `gopack create` of
-/// 245,000 files peaks at 147 MB instead of 189 MB, no slower on 2 cores (README, Performance).
+/// 245,000 files peaks at 143 MiB instead of 185 MiB, for 2% (27,600 files) to 7% (245,000)
+/// more time on 2 cores (`farm-bench`, medians; README, Performance).
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets malloc's tunables; called before any other thread exists.
