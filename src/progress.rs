@@ -126,7 +126,7 @@ impl std::fmt::Display for Warning {
             }
             Warning::EnvVarsSkipped { names } => write!(
                 f,
-                "environment variable(s) left out of activation, their names are not shell names: {}\n  fix: rename them in etc/conda/env_vars.d or `conda env config vars`",
+                "environment variable(s) left out of activation, their names are not shell names: {}\n  hint: rename them in etc/conda/env_vars.d or with `conda env config vars`",
                 names.join(", ")
             ),
             Warning::ForeignGoBinary { path, message } => {
@@ -134,7 +134,7 @@ impl std::fmt::Display for Warning {
             }
             Warning::UntrimmedGoBinaries { paths } => write!(
                 f,
-                "{} Go binar{} built without -trimpath (packed byte-for-byte; they embed build paths): {}\n  fix: rebuild with `go build -trimpath`, or let gopack build them with `--go`",
+                "{} Go binar{} built without -trimpath (packed byte-for-byte; they embed build paths): {}\n  hint: rebuild with `go build -trimpath`, or let gopack build them with `--go`",
                 paths.len(),
                 if paths.len() == 1 {
                     "y was"
