@@ -559,6 +559,11 @@ mod tests {
                 "needs a size",
             ),
             (
+                serde_json::json!([{"path": "f", "type": "file", "mode": 420, "size": 1,
+                    "sha256": "abc"}]),
+                "a sha256 must be 64 hex digits",
+            ),
+            (
                 serde_json::json!([{"path": ".gopack/manifest.json", "type": "file",
                     "mode": 420, "size": 1, "sha256": sha}]),
                 "lists itself",
@@ -588,6 +593,17 @@ mod tests {
             let err = Manifest::from_json(&manifest(files, relocation(serde_json::json!([]))))
                 .unwrap_err();
             assert!(err.contains(words), "{words}: {err}");
+        }
+    }
+
+    #[test]
+    fn sha256s_are_read_in_either_case_and_written_in_lower_case() {
+        let upper = "AB".repeat(32);
+        let parsed: Sha256 = serde_json::from_value(serde_json::json!(upper)).unwrap();
+        assert_eq!(parsed.0, [0xab; 32]);
+        assert_eq!(serde_json::to_value(parsed).unwrap(), "ab".repeat(32));
+        for bad in ["", "ab", &"g".repeat(64), &"a".repeat(65)] {
+            assert!(Sha256::from_hex(bad).is_none(), "{bad}");
         }
     }
 
