@@ -378,6 +378,41 @@ fn both_engines_refuse_a_recorded_directory_that_leads_out_of_the_environment() 
 }
 
 #[test]
+fn both_engines_refuse_to_link_another_name_through_a_directory_that_leads_out() {
+    let scratch = Scratch::new();
+    let env = SyntheticEnv::new(&scratch.path("env"))
+        .text("etc/app.conf", "home=@PREFIX@\n")
+        .dir("share/conf")
+        .hard_link("share/conf/app.conf", "etc/app.conf")
+        .build();
+    let bundle = scratch.path("b.tar.zst");
+    pack(&env, &bundle, &["-q"]);
+    let posix = posix_bin(&scratch.path("posix"), false);
+    let dest = scratch.path("dest");
+    extract(&bundle, &dest);
+    // share/conf/ replaced by a link to a directory outside: relinking the other name there
+    // would write outside the environment.
+    let outside = scratch.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("app.conf"), "theirs\n").unwrap();
+    std::fs::remove_dir_all(dest.join("share/conf")).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("share/conf")).unwrap();
+    let before = (tree_snapshot(&dest), tree_snapshot(&outside));
+    for sh_only in [false, true] {
+        let output = unpack_script(&dest, &posix, sh_only).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("share/conf/app.conf")
+                && stderr.contains("leads out of the environment")
+                && stderr.contains("nothing was changed"),
+            "sh only: {sh_only}: {stderr}"
+        );
+        assert_eq!((tree_snapshot(&dest), tree_snapshot(&outside)), before);
+    }
+}
+
+#[test]
 fn the_relocator_refuses_a_binary_string_that_no_longer_lies_inside_its_file() {
     let scratch = Scratch::new();
     let prefix = scratch.path("env");

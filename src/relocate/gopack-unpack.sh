@@ -187,8 +187,8 @@ gp_commit_pass() {
   . "$gp_records"
 }
 
-# Removes staged files of a run stopped before all of them were written (and names the native
-# relocator stages when it links a file's other names).
+# Removes staged files of a run stopped before all of them were written (and the staged names
+# the native relocator makes when it links a file's other names).
 gp_cleanup() {
   rm -f "$gp_state.gopack-new" "$gp_journal.gopack-new"
   gp_text() { rm -f "$prefix/$1.gopack-new"; }
@@ -255,6 +255,13 @@ gp_text() { gp_check "$1"; }
 gp_file() {
   gp_cur=$1
   gp_check "$1"
+}
+# Another name of the file is made anew: only where it is made is checked.
+gp_link() {
+  if gp_leads_out "$1"; then
+    gp_outside="$gp_outside
+  $1"
+  fi
 }
 gp_slot() {
   gp_room=$2

@@ -139,7 +139,8 @@ fn discard_staged(root: &Path, relocation: &Relocation) -> Result<()> {
 }
 
 /// Refuses to start when a recorded file is missing or not a regular file (listing them all),
-/// when one is reached through a symlink that leads out of the environment, or when a binary
+/// when one, or another name it is linked under, is reached through a symlink that leads out of
+/// the environment, or when a binary
 /// record's string does not lie inside its file (a tree changed after extraction): nothing is
 /// rendered from a record before it is checked.
 fn check_records(root: &Path, relocation: &Relocation) -> Result<()> {
@@ -149,23 +150,33 @@ fn check_records(root: &Path, relocation: &Relocation) -> Result<()> {
         path: root.to_path_buf(),
         message,
     };
+    // Whether the directory of `file` (a recorded name) resolves outside the environment;
+    // `None` when it cannot be resolved.
+    let leads_out = |file: &Path| {
+        let dir = fs_err::canonicalize(file.parent()?).ok()?;
+        Some(!dir.starts_with(&real_root))
+    };
+    let escape = |name: &ByteString| RelocateError::HostileRecord {
+        path: name.display(),
+        reason: "its directory leads out of the environment through a symlink".into(),
+    };
     let mut missing = Vec::new();
     let mut sizes = Vec::with_capacity(relocation.binary.len());
-    for (path, _) in records(relocation) {
+    for (path, links) in records(relocation) {
         let file = apply::record_path(root, &path.0)?;
-        match file.parent().map(fs_err::canonicalize) {
-            Some(Ok(dir)) if !dir.starts_with(&real_root) => {
-                return Err(RelocateError::HostileRecord {
-                    path: path.display(),
-                    reason: "its directory leads out of the environment through a symlink".into(),
-                }
-                .into());
-            }
-            Some(Ok(_)) => match fs_err::symlink_metadata(&file) {
+        match leads_out(&file) {
+            Some(true) => return Err(escape(path).into()),
+            Some(false) => match fs_err::symlink_metadata(&file) {
                 Ok(meta) if meta.is_file() => sizes.push(meta.len()),
                 _ => missing.push(path.display()),
             },
-            _ => missing.push(path.display()),
+            None => missing.push(path.display()),
+        }
+        // Other names are made anew, so they need not exist; they must not be made outside.
+        for link in links {
+            if leads_out(&apply::record_path(root, &link.0)?) == Some(true) {
+                return Err(escape(link).into());
+            }
         }
     }
     if !missing.is_empty() {
