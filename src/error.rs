@@ -10,6 +10,16 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The process exit code for an error of this kind.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::User => 1,
+            ErrorKind::Internal => 2,
+        }
+    }
+}
+
 /// Everything that can go wrong in gopack's library: I/O, usage and interruption, which any
 /// stage can meet, and one error type per pipeline stage, each naming the file or thing at
 /// fault and knowing its own hint.

@@ -80,10 +80,7 @@ fn main() -> ExitCode {
             } else {
                 let _ = writeln!(stderr, "gopack-unpack: nothing was changed");
             }
-            match err.kind() {
-                gopack::ErrorKind::User => ExitCode::from(1),
-                gopack::ErrorKind::Internal => ExitCode::from(2),
-            }
+            ExitCode::from(err.kind().exit_code())
         }
     }
 }

@@ -18,7 +18,7 @@ use args::{Cli, Command, CreateArgs, InspectArgs, UnpackArgs};
 use gopack::archive::{Format, WriteOptions};
 use gopack::conda::locate::{self, LookupContext};
 use gopack::create::CreateOptions;
-use gopack::error::{Error, ErrorKind, escape_bytes, escape_str};
+use gopack::error::{Error, escape_bytes, escape_str};
 use gopack::go::build::GoBuildOptions;
 use gopack::plan::PlanOptions;
 use gopack::scan::ScanOptions;
@@ -106,10 +106,7 @@ fn report(err: &Error) -> ExitCode {
     let _ = std::io::stderr()
         .lock()
         .write_all(err.report("").as_bytes());
-    match err.kind() {
-        ErrorKind::User => ExitCode::from(1),
-        ErrorKind::Internal => ExitCode::from(2),
-    }
+    ExitCode::from(err.kind().exit_code())
 }
 
 fn resolve_create(

@@ -459,10 +459,7 @@ fn every_error_and_warning_gopack_reports_is_pinned() {
     let mut text = String::new();
     for (err, variant) in samples.iter().zip(&named) {
         assert!(ALL.contains(variant), "{variant} is missing from ALL");
-        let exit = match err.kind() {
-            crate::ErrorKind::User => 1,
-            crate::ErrorKind::Internal => 2,
-        };
+        let exit = err.kind().exit_code();
         text.push_str(&format!("── {variant} (exit {exit})\n{}", err.report("")));
     }
     let warnings = warning_samples();

@@ -510,7 +510,7 @@ pub(super) fn write_like(
 }
 
 /// Makes `link` another name of `file`, atomically (a new link beside it, renamed over it).
-pub(super) fn relink(file: &Path, link: &Path) -> Result<()> {
+fn relink(file: &Path, link: &Path) -> Result<()> {
     let fail = |source| {
         Error::io(
             format!("cannot link `{}` to the relocated file", link.display()),
