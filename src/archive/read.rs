@@ -612,6 +612,9 @@ pub fn open_bundle(path: &Path) -> Result<TarReader> {
 /// dropped.
 struct ReadAhead {
     chunks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    /// Chunks read to their end go back to the thread to be filled again: no 1 MiB allocation
+    /// (an `mmap` and its page faults, at this size) per chunk of a large bundle.
+    spent: std::sync::mpsc::Sender<Vec<u8>>,
     current: Cursor<Vec<u8>>,
     done: bool,
 }
@@ -624,9 +627,11 @@ const CHUNK: usize = 1 << 20;
 impl ReadAhead {
     fn new(mut inner: Box<dyn Read + Send>) -> ReadAhead {
         let (sender, chunks) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        let (spent, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
         std::thread::spawn(move || {
             loop {
-                let mut chunk = vec![0u8; CHUNK];
+                let mut chunk = recycled.try_recv().unwrap_or_default();
+                chunk.resize(CHUNK, 0);
                 match crate::stream::read_full(&mut inner, &mut chunk) {
                     Ok(filled) => {
                         chunk.truncate(filled);
@@ -644,6 +649,7 @@ impl ReadAhead {
         });
         ReadAhead {
             chunks,
+            spent,
             current: Cursor::new(Vec::new()),
             done: false,
         }
@@ -658,7 +664,11 @@ impl Read for ReadAhead {
                 return Ok(read);
             }
             match self.chunks.recv() {
-                Ok(Ok(chunk)) => self.current = Cursor::new(chunk),
+                Ok(Ok(chunk)) => {
+                    let spent = std::mem::replace(&mut self.current, Cursor::new(chunk));
+                    // The thread may have ended already; the chunk is then simply freed.
+                    let _ = self.spent.send(spent.into_inner());
+                }
                 Ok(Err(err)) => {
                     self.done = true;
                     return Err(err);
