@@ -48,15 +48,14 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Create(args) => {
-            // clap matched `create`, so its matches are there; without them no rule is lost
-            // either, since `args` holds none in order.
-            let rules = matches
-                .subcommand_matches("create")
-                .map(filter_order)
-                .unwrap_or_default();
-            run_create(*args, rules)
-        }
+        // The order of --include and --exclude is only in clap's matches, which parsing `create`
+        // always gives; packing without them would drop the user's rules.
+        Command::Create(args) => match matches.subcommand_matches("create") {
+            Some(sub) => run_create(*args, filter_order(sub)),
+            None => Err(Error::Usage(
+                "internal error: the options of `create` were lost while parsing".into(),
+            )),
+        },
         Command::Inspect(args) => run_inspect(args),
         Command::Unpack(args) => run_unpack(args),
         Command::Sbom(args) => provenance::run_sbom(args),
