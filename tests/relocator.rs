@@ -336,6 +336,24 @@ fn both_engines_refuse_a_recorded_file_that_is_missing_or_a_symlink_and_change_n
     }
 }
 
+/// Both engines, the relocator and POSIX sh alone, refuse to relocate `dest`, naming `record`
+/// as leading out of the environment, and change nothing in `dest` or in `outside`.
+fn assert_both_engines_refuse_a_way_out(dest: &Path, outside: &Path, posix: &Path, record: &str) {
+    let before = (tree_snapshot(dest), tree_snapshot(outside));
+    for sh_only in [false, true] {
+        let output = unpack_script(dest, posix, sh_only).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(record)
+                && stderr.contains("leads out of the environment")
+                && stderr.contains("nothing was changed"),
+            "sh only: {sh_only}: {stderr}"
+        );
+        assert_eq!((tree_snapshot(dest), tree_snapshot(outside)), before);
+    }
+}
+
 #[test]
 fn both_engines_refuse_a_recorded_directory_that_leads_out_of_the_environment() {
     let scratch = Scratch::new();
@@ -348,20 +366,7 @@ fn both_engines_refuse_a_recorded_directory_that_leads_out_of_the_environment() 
     std::fs::rename(dest.join("etc/app.conf"), outside.join("app.conf")).unwrap();
     std::fs::remove_dir(dest.join("etc")).unwrap();
     std::os::unix::fs::symlink(&outside, dest.join("etc")).unwrap();
-    let before = (tree_snapshot(&dest), tree_snapshot(&outside));
-    // Both engines: the relocator, and POSIX sh alone.
-    for sh_only in [false, true] {
-        let output = unpack_script(&dest, &posix, sh_only).output().unwrap();
-        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.contains("etc/app.conf")
-                && stderr.contains("leads out of the environment")
-                && stderr.contains("nothing was changed"),
-            "sh only: {sh_only}: {stderr}"
-        );
-        assert_eq!((tree_snapshot(&dest), tree_snapshot(&outside)), before);
-    }
+    assert_both_engines_refuse_a_way_out(&dest, &outside, &posix, "etc/app.conf");
     // A directory linked to another place inside the environment is followed by both.
     let inside = scratch.path("inside");
     extract(&bundle, &inside);
@@ -397,19 +402,7 @@ fn both_engines_refuse_to_link_another_name_through_a_directory_that_leads_out()
     std::fs::write(outside.join("app.conf"), "theirs\n").unwrap();
     std::fs::remove_dir_all(dest.join("share/conf")).unwrap();
     std::os::unix::fs::symlink(&outside, dest.join("share/conf")).unwrap();
-    let before = (tree_snapshot(&dest), tree_snapshot(&outside));
-    for sh_only in [false, true] {
-        let output = unpack_script(&dest, &posix, sh_only).output().unwrap();
-        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.contains("share/conf/app.conf")
-                && stderr.contains("leads out of the environment")
-                && stderr.contains("nothing was changed"),
-            "sh only: {sh_only}: {stderr}"
-        );
-        assert_eq!((tree_snapshot(&dest), tree_snapshot(&outside)), before);
-    }
+    assert_both_engines_refuse_a_way_out(&dest, &outside, &posix, "share/conf/app.conf");
 }
 
 #[test]
