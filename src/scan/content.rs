@@ -39,41 +39,10 @@ pub struct FileFacts {
 }
 
 thread_local! {
-    /// The read buffer of this thread's analyses.
+    /// The read buffer of this thread's analyses: one per worker instead of a 256 KiB
+    /// allocation, zeroed, for each of 250,000 files. A failed read drops it; the next file
+    /// makes another.
     static READ_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// A read buffer borrowed from this thread for one file and given back when dropped: one
-/// buffer per worker instead of a 256 KiB allocation, zeroed, for each of 250,000 files.
-struct ReadBuffer(Vec<u8>);
-
-impl ReadBuffer {
-    fn take(len: usize) -> ReadBuffer {
-        let mut buffer = READ_BUFFER.take();
-        buffer.resize(len, 0);
-        ReadBuffer(buffer)
-    }
-}
-
-impl Drop for ReadBuffer {
-    fn drop(&mut self) {
-        let buffer = std::mem::take(&mut self.0);
-        // During the thread's own teardown the slot may be gone; the buffer is then freed.
-        let _ = READ_BUFFER.try_with(|slot| slot.set(buffer));
-    }
-}
-
-impl std::ops::Deref for ReadBuffer {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for ReadBuffer {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.0
-    }
 }
 
 /// Reads `path` (expected to be `expected_size` bytes) and collects its [`FileFacts`].
@@ -97,7 +66,8 @@ pub fn analyse(
     let mut file = crate::error::open_file(path).map_err(unreadable)?;
     let go = Finder::new(GO_BUILDINFO_MAGIC);
     let carry_len = prefix.needle().len().max(GO_BUILDINFO_MAGIC.len()) - 1;
-    let mut buffer = ReadBuffer::take(CHUNK + carry_len);
+    let mut buffer = READ_BUFFER.take();
+    buffer.resize(CHUNK + carry_len, 0);
     let mut hasher = Sha256::new();
     let mut head = Vec::new();
     let mut has_nul = false;
@@ -151,6 +121,7 @@ pub fn analyse(
         base += (window_len - new_kept) as u64;
         kept = new_kept;
     }
+    READ_BUFFER.set(buffer);
     if total != expected_size {
         return Err(ScanError::ChangedDuringPack {
             path: path.to_path_buf(),
