@@ -254,40 +254,21 @@ pub fn plan(
         .entries
         .into_par_iter()
         .map(|entry| {
-            if entry.kind != EntryKind::File {
-                return (
-                    PlannedEntry {
-                        entry,
-                        body: Body::None,
-                    },
-                    Outcome::Nothing,
-                );
-            }
-            if cancel.load(Ordering::Relaxed) {
-                let outcome = Outcome::Failed(Box::new(Error::Interrupted));
-                return (
-                    PlannedEntry {
-                        entry,
-                        body: Body::None,
-                    },
-                    outcome,
-                );
-            }
-            let result = analyse_entry(env, &entry, &finder, &prefix_bytes, cancel);
-            reporter.analysed(entry.size);
-            match result {
-                Ok(Analysed { body, extras }) => {
-                    let outcome = extras.map_or(Outcome::Nothing, Outcome::Extras);
-                    (PlannedEntry { entry, body }, outcome)
+            let (body, outcome) = if entry.kind != EntryKind::File {
+                (Body::None, Outcome::Nothing)
+            } else if cancel.load(Ordering::Relaxed) {
+                (Body::None, Outcome::Failed(Box::new(Error::Interrupted)))
+            } else {
+                let result = analyse_entry(env, &entry, &finder, &prefix_bytes, cancel);
+                reporter.analysed(entry.size);
+                match result {
+                    Ok(Analysed { body, extras }) => {
+                        (body, extras.map_or(Outcome::Nothing, Outcome::Extras))
+                    }
+                    Err(err) => (Body::None, Outcome::Failed(Box::new(err))),
                 }
-                Err(err) => (
-                    PlannedEntry {
-                        entry,
-                        body: Body::None,
-                    },
-                    Outcome::Failed(Box::new(err)),
-                ),
-            }
+            };
+            (PlannedEntry { entry, body }, outcome)
         })
         // Written in place into the lists above: no per-thread pieces joined afterwards.
         .unzip_into_vecs(&mut entries, &mut outcomes);
@@ -474,7 +455,8 @@ fn check_go_binaries(
                     message: format!(
                         "{message}; rebuild it for {platform}, remove it, or pass `--allow-foreign-go`"
                     ),
-                }.into());
+                }
+                .into());
             }
         }
         if !binary.build_info.trimpath() {

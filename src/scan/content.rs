@@ -143,11 +143,6 @@ pub fn analyse(
     })
 }
 
-/// Lower-case hex of a sha256.
-pub fn hex_sha256(digest: &[u8; 32]) -> String {
-    hex::encode(digest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
