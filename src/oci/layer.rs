@@ -353,11 +353,9 @@ impl<W: Write> LayerEncoder<W> {
                 level.clamp(1, 9) as u32,
                 threads,
             )?),
-            LayerCompression::Zstd => Compressor::Zstd(crate::archive::zstd_encoder(
-                hashed,
-                level,
-                threads.max(1) as u32,
-            )?),
+            LayerCompression::Zstd => {
+                Compressor::Zstd(crate::archive::zstd_encoder(hashed, level, threads as u32)?)
+            }
         };
         Ok(LayerEncoder {
             tar: Sha256::new(),
